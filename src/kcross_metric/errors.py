@@ -1,0 +1,96 @@
+"""Typed exceptions raised by kcross-metric.
+
+Every error a user can trigger with bad input is a subclass of :class:`ValueError` (or
+:class:`TypeError` for wrong types), so ``except ValueError`` keeps working, while the specific
+classes let callers react precisely. Messages say what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KCrossError",
+    "InputError",
+    "ShapeError",
+    "ChannelError",
+    "RangeError",
+    "NonFiniteError",
+    "DeviceMismatchError",
+    "DTypeError",
+    "ImageTooSmallError",
+    "FileFormatError",
+    "GridMismatchError",
+    "WeightsError",
+    "ChecksumError",
+    "WeightsNotFoundError",
+    "UntrainedWeightsError",
+    "ConfigError",
+    "OutputExistsError",
+]
+
+
+class KCrossError(Exception):
+    """Base class of every exception raised on purpose by kcross-metric."""
+
+
+class InputError(KCrossError, ValueError):
+    """An input tensor, array or file does not meet the documented contract."""
+
+
+class ShapeError(InputError):
+    """Wrong number of dimensions, or shapes of paired inputs that do not match."""
+
+
+class ChannelError(ShapeError):
+    """Wrong number of channels (K-CROSS takes single-channel MR images)."""
+
+
+class RangeError(InputError):
+    """Intensities outside ``[0, data_range]`` beyond the tolerance, or a bad ``data_range``."""
+
+
+class NonFiniteError(InputError):
+    """NaN or infinite values in an input."""
+
+
+class DeviceMismatchError(InputError):
+    """Paired tensors live on different devices."""
+
+
+class DTypeError(KCrossError, TypeError):
+    """A tensor has an unsupported dtype, or paired tensors have different dtypes."""
+
+
+class ImageTooSmallError(ShapeError):
+    """An image or volume is too small for the metric's window or pyramid."""
+
+
+class FileFormatError(InputError):
+    """A file is unreadable, truncated, of the wrong kind, or has an unsupported layout (e.g. 4-D NIfTI)."""
+
+
+class GridMismatchError(InputError):
+    """Two volumes are not on the same voxel grid (shape, spacing or orientation)."""
+
+
+class WeightsError(KCrossError, ValueError):
+    """Base class for problems with weight files."""
+
+
+class ChecksumError(WeightsError):
+    """A weight file's SHA-256 does not match the recorded value (tampered or truncated)."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No weight file could be found locally or reached remotely."""
+
+
+class UntrainedWeightsError(WeightsError):
+    """Pretrained weights were requested but only an untrained architecture is available."""
+
+
+class ConfigError(KCrossError, ValueError):
+    """An argument or configuration value is invalid."""
+
+
+class OutputExistsError(KCrossError, FileExistsError):
+    """An output file exists and overwriting was not requested."""
