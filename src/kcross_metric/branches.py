@@ -1,0 +1,115 @@
+"""Branch feature vectors of K-CROSS: how fake differs from real in k-space, lesion and structure.
+
+Each branch turns network features of the fake and the reference into a per-channel *relative RMS
+difference* (``relative_rms``): ``sqrt(mean|F-G|^2 / (mean(|F|^2 + |G|^2)/2 + eps))``, in [0, 2],
+zero when the inputs are identical, invariant to the overall scale of a channel, and computed from
+each sample alone (never from the batch). For complex features the vector is complex: its modulus
+is the relative RMS and its phase the angle of the error-reference correlation, so the complex
+score network sees both amplitude and phase disagreement (paper Sec. III-C1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .kspace import radial_band_index
+from .nets.autoencoders import StructureAutoencoder, TumorAutoencoder
+from .nets.complex_unet import ComplexUNet
+
+__all__ = [
+    "relative_rms",
+    "complex_relative_rms",
+    "kspace_band_features",
+    "complex_branch_features",
+    "tumor_branch_features",
+    "structure_branch_features",
+    "N_KSPACE_BANDS",
+]
+
+N_KSPACE_BANDS = 16
+_EPS = 1e-6
+
+
+def _resize_weight(weight: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor | None:
+    if weight is None:
+        return None
+    return F.adaptive_avg_pool2d(weight, size) if weight.shape[-2:] != size else weight
+
+
+def relative_rms(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel relative RMS difference of real feature maps (B,C,H,W) -> (B,C)."""
+    w = _resize_weight(weight, a.shape[-2:])
+    diff2, energy = (a - b).square(), 0.5 * (a.square() + b.square())
+    if w is None:
+        num, den = diff2.mean(dim=(-2, -1)), energy.mean(dim=(-2, -1))
+    else:
+        wsum = w.sum(dim=(-2, -1)).clamp_min(_EPS)
+        num, den = (diff2 * w).sum(dim=(-2, -1)) / wsum, (energy * w).sum(dim=(-2, -1)) / wsum
+    return torch.sqrt(num / (den + _EPS) + 1e-12) - 1e-6
+
+
+def complex_relative_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Complex per-channel difference (B,C,H,W) complex -> (B,C) complex (see module doc)."""
+    d = a - b
+    num = (d.real.square() + d.imag.square()).mean(dim=(-2, -1))
+    den = 0.5 * (a.real.square() + a.imag.square() + b.real.square() + b.imag.square()).mean(dim=(-2, -1))
+    modulus = torch.sqrt(num / (den + _EPS) + 1e-12) - 1e-6
+    corr = (d * b.conj()).mean(dim=(-2, -1))
+    unit = corr / torch.sqrt(corr.real.square() + corr.imag.square() + 1e-12)
+    return modulus * unit
+
+
+def kspace_band_features(kf: torch.Tensor, kr: torch.Tensor, n_bands: int = N_KSPACE_BANDS) -> torch.Tensor:
+    """Complex relative difference per radial k-space band: (B,1,H,W) complex x2 -> (B,n_bands)."""
+    h, w = kf.shape[-2:]
+    bands = radial_band_index(h, w, n_bands, device=kf.device)
+    onehot = F.one_hot(bands.flatten(), n_bands).to(kf.real.dtype)  # (HW, n_bands)
+    counts = onehot.sum(0).clamp_min(1.0)
+    d = (kf - kr).flatten(1)  # (B, HW)
+    err = (d.real.square() + d.imag.square()) @ onehot / counts
+    energy = 0.5 * ((kf.real.square() + kf.imag.square() + kr.real.square() + kr.imag.square()).flatten(1)) @ onehot / counts
+    modulus = torch.sqrt(err / (energy + _EPS) + 1e-12) - 1e-6
+    prod = d * kr.flatten(1).conj()
+    corr = torch.complex(prod.real @ onehot, prod.imag @ onehot)
+    unit = corr / torch.sqrt(corr.real.square() + corr.imag.square() + 1e-12)
+    return modulus * unit
+
+
+def complex_branch_features(unet: ComplexUNet, kf: torch.Tensor, kr: torch.Tensor) -> torch.Tensor:
+    """512-long complex vector: 16 k-space bands + per-channel differences of every encoder level."""
+    feats_f, feats_r = unet.encode(kf), unet.encode(kr)
+    parts = [kspace_band_features(kf, kr)]
+    parts += [complex_relative_rms(a, b) for a, b in zip(feats_f, feats_r)]
+    return torch.cat(parts, dim=1)
+
+
+def tumor_branch_features(
+    tumor: TumorAutoencoder, fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """256-long vector of lesion-region differences; rows with an empty mask are zero."""
+    feats_f, feats_r = tumor.encode(fake, mask), tumor.encode(real, mask)
+    vec = torch.cat([relative_rms(a, b, mask) for a, b in zip(feats_f, feats_r)], dim=1)
+    present = (mask.flatten(1).amax(dim=1) > 0).to(vec.dtype)
+    return vec * present[:, None]
+
+
+def structure_branch_features(
+    structure: StructureAutoencoder,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    source: torch.Tensor | None,
+) -> torch.Tensor:
+    """256-long vector: differences fake-vs-real, then the excess distance to the source anatomy.
+
+    The second half is ``relu(d(fake, source) - d(real, source))``: how much farther the fake is from
+    the source's anatomy than the real target is. Without a source it is zero (fake vs real only).
+    """
+    feats_f, feats_r = structure.encode(fake), structure.encode(real)
+    vs_real = torch.cat([relative_rms(a, b) for a, b in zip(feats_f, feats_r)], dim=1)
+    if source is None:
+        return torch.cat([vs_real, torch.zeros_like(vs_real)], dim=1)
+    feats_s = structure.encode(source)
+    d_fs = torch.cat([relative_rms(a, s) for a, s in zip(feats_f, feats_s)], dim=1)
+    d_rs = torch.cat([relative_rms(b, s) for b, s in zip(feats_r, feats_s)], dim=1)
+    return torch.cat([vs_real, F.relu(d_fs - d_rs)], dim=1)

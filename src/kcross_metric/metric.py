@@ -1,0 +1,423 @@
+"""K-CROSS: the k-space-aware cross-modality score (Xie et al., "K-Space-Aware Cross-Modality Score
+for Synthesized Neuroimage Quality Assessment").
+
+``KCross()(fake, real, source)`` scores synthesized target-modality MR images against the real
+target image (and optionally the source image the fake was synthesized from):
+
+* inputs (B,1,H,W) slices or (B,1,D,H,W) volumes (axial slices along D), intensities in
+  ``[0, data_range]`` with a zero background (skull-stripped);
+* output (B,) scores in [0, 1], higher is better, 1 for a fake identical to the real image.
+
+Three branches (paper Sec. III): a complex U-Net on normalized k-space, a tumor encoder on the
+lesion region (mask from a frozen segmenter, a user mask, or any callable), and a structure encoder
+shared by source and target. Their difference vectors go through the complex and natural score
+networks; the branch qualities are multiplied (``combine="product"``, see docs/design-decisions.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_data_range, check_pair, check_reduction, check_tensor, reduce
+from .branches import complex_branch_features, structure_branch_features, tumor_branch_features
+from .errors import ConfigError, ShapeError
+from .kspace import image_to_kspace
+from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks
+
+__all__ = ["KCross", "KCrossResult", "Segmenter", "WEIGHTS_FILENAME"]
+
+Segmenter = Callable[[torch.Tensor], torch.Tensor]
+Combine = Literal["product", "mean", "complex", "natural"]
+_COMBINES = ("product", "mean", "complex", "natural")
+WEIGHTS_FILENAME = "kcross.safetensors"
+
+
+@dataclass
+class KCrossResult:
+    """Everything :meth:`KCross.score` computes.
+
+    Attributes:
+        score: (B,) quality in [0, 1], higher is better.
+        branches: ``{"complex", "tumor", "structure", "natural"}`` -> (B,) branch qualities in
+            [0, 1]. ``tumor`` is 1.0 where no lesion was found (the branch is dropped).
+        lesion_mask: bool mask, same shape as the inputs, the lesion region the tumor branch used.
+        has_lesion: (B,) for slices, (B,D) for volumes: whether the tumor branch was active.
+        slice_scores: (B,D) per-slice scores for volumes (NaN for slices not scored), else None.
+        slice_used: (B,D) bool, slices that contain brain and were scored; None for slices.
+        version: package version and the weights that produced the scores.
+    """
+
+    score: torch.Tensor
+    branches: dict[str, torch.Tensor]
+    lesion_mask: torch.Tensor
+    has_lesion: torch.Tensor
+    slice_scores: torch.Tensor | None = None
+    slice_used: torch.Tensor | None = None
+    version: dict[str, object] = field(default_factory=dict)
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    h, w = x.shape[-2:]
+    th, tw = max(multiple, math.ceil(h / multiple) * multiple), max(multiple, math.ceil(w / multiple) * multiple)
+    pad = ((tw - w) // 2, tw - w - (tw - w) // 2, (th - h) // 2, th - h - (th - h) // 2)
+    return (F.pad(x, pad) if any(pad) else x), pad
+
+
+def _unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
+class KCross(nn.Module):
+    """K-CROSS metric module. Frozen, in eval mode; differentiable with respect to its inputs.
+
+    Args:
+        weights: path to a ``.safetensors`` file; ``None`` uses the weights bundled with the package
+            (an :class:`~kcross_metric.errors.UntrainedWeightsError` if this build has none).
+        data_range: intensity range of the inputs, ``[0, data_range]``; never inferred from data.
+        reduction: ``"none"`` (B,) | ``"mean"`` | ``"sum"``.
+        segmenter: optional callable ``(N,1,H,W) in [0,1] -> (N,1,H,W)`` lesion probabilities or
+            booleans, replacing the bundled segmenter. A ``mask=`` given to the call overrides both.
+        combine: how the complex and natural qualities make the score (``"product"`` default;
+            ``"mean"``, or one branch family alone for ablations).
+        slice_batch_size: slices scored at once; bounds memory for volumes.
+        min_lesion_pixels: predicted lesions smaller than this (per slice) count as no lesion.
+        brain_threshold, min_brain_fraction: a volume slice is scored when at least
+            ``min_brain_fraction`` of the real slice's pixels exceed ``brain_threshold * data_range``.
+
+    Example:
+        >>> import torch
+        >>> from kcross_metric import KCross
+        >>> metric = KCross.untrained(seed=0)  # doctest: +SKIP (KCross() loads trained weights)
+        >>> real = torch.rand(2, 1, 64, 64)
+        >>> metric(real, real).shape
+        torch.Size([2])
+    """
+
+    higher_is_better = True
+    is_differentiable = True
+    score_range = (0.0, 1.0)
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        data_range: float = 1.0,
+        reduction: str = "none",
+        segmenter: Segmenter | None = None,
+        combine: Combine = "product",
+        slice_batch_size: int = 16,
+        min_lesion_pixels: int = 16,
+        brain_threshold: float = 0.02,
+        min_brain_fraction: float = 0.01,
+        _networks: KCrossNetworks | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_range = check_data_range(data_range)
+        self.reduction = check_reduction(reduction)
+        if combine not in _COMBINES:
+            raise ConfigError(f"combine must be one of {_COMBINES}, got {combine!r}")
+        if segmenter is not None and not callable(segmenter):
+            raise ConfigError(f"segmenter must be callable, got {type(segmenter).__name__}")
+        if int(slice_batch_size) < 1:
+            raise ConfigError(f"slice_batch_size must be >= 1, got {slice_batch_size}")
+        self.combine = combine
+        self.custom_segmenter = segmenter
+        self.slice_batch_size = int(slice_batch_size)
+        self.min_lesion_pixels = int(min_lesion_pixels)
+        self.brain_threshold = float(brain_threshold)
+        self.min_brain_fraction = float(min_brain_fraction)
+
+        if _networks is not None:
+            self.nets = _networks
+            self.weights_info: dict[str, object] = {"weights": None, "pretrained": False}
+        else:
+            from .weights import load_safetensors_with_metadata, load_state_dict_strict, resolve_weights, sha256_file
+
+            path = resolve_weights(weights, filename=WEIGHTS_FILENAME)
+            tensors, metadata = load_safetensors_with_metadata(path)
+            self.nets = KCrossNetworks()
+            load_state_dict_strict(self.nets, tensors)
+            self.weights_info = {
+                "weights": Path(path).name,
+                "weights_sha256": sha256_file(path),
+                "pretrained": True,
+                "metadata": dict(metadata or {}),
+            }
+        self.nets.eval()
+        self.nets.requires_grad_(False)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def untrained(cls, seed: int = 0, **kwargs: object) -> "KCross":
+        """Randomly initialised architecture (for training and tests). Scores are meaningless."""
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            nets = KCrossNetworks()
+        finally:
+            torch.random.set_rng_state(gen_state)
+        return cls(_networks=nets, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_networks(cls, networks: KCrossNetworks, **kwargs: object) -> "KCross":
+        """Wrap trained networks held in memory (used by the training code)."""
+        return cls(_networks=networks, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        *,
+        revision: str,
+        filename: str = WEIGHTS_FILENAME,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool | None = None,
+        expected_sha256: str | None = None,
+        allow_unpinned: bool = False,
+        **kwargs: object,
+    ) -> "KCross":
+        """Load weights from a Hugging Face Hub repository at a pinned ``revision`` (commit sha)."""
+        from .weights import hub_download
+
+        path = hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            expected_sha256=expected_sha256,
+            allow_unpinned=allow_unpinned,
+        )
+        model = cls(weights=path, **kwargs)  # type: ignore[arg-type]
+        model.weights_info.update({"repo_id": repo_id, "revision": revision})
+        return model
+
+    def train(self, mode: bool = True) -> "KCross":
+        # The metric's networks stay in eval mode (frozen BN statistics): scores never depend on
+        # the batch. Training code trains ``KCrossNetworks`` directly.
+        super().train(mode)
+        self.nets.eval()
+        return self
+
+    @property
+    def version(self) -> dict[str, object]:
+        from . import __version__
+
+        info = {"kcross_metric": __version__, "combine": self.combine}
+        info.update({k: v for k, v in self.weights_info.items() if k != "metadata"})
+        return info
+
+    # ------------------------------------------------------------------ validation
+    def _check_inputs(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> None:
+        dr = self.data_range
+        check_tensor(fake, "fake", ndims=(4, 5), channels=1, data_range=dr)
+        check_tensor(real, "real", ndims=(4, 5), channels=1, data_range=dr)
+        check_pair(fake, real, ("fake", "real"))
+        if source is not None:
+            check_tensor(source, "source", ndims=(4, 5), channels=1, data_range=dr)
+            check_pair(fake, source, ("fake", "source"))
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor):
+                raise ShapeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+            if mask.shape != fake.shape:
+                raise ShapeError(f"mask must have the inputs' shape {tuple(fake.shape)}, got {tuple(mask.shape)}")
+            if mask.device != fake.device:
+                from .errors import DeviceMismatchError
+
+                raise DeviceMismatchError(f"mask is on {mask.device} but fake is on {fake.device}")
+
+    # ------------------------------------------------------------------ lesion masks
+    def _segment(self, image: torch.Tensor) -> torch.Tensor:
+        if self.custom_segmenter is not None:
+            out = self.custom_segmenter(image)
+            if not isinstance(out, torch.Tensor) or out.shape != image.shape:
+                raise ShapeError(
+                    f"segmenter must return a tensor of shape {tuple(image.shape)}, got "
+                    f"{getattr(out, 'shape', type(out).__name__)}"
+                )
+            return out.float() > 0.5
+        return torch.sigmoid(self.nets.segmenter(image)) > 0.5
+
+    def _lesion_masks(
+        self, fake: torch.Tensor, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            if mask is not None:
+                lesion = mask.float() > 0.5
+            else:
+                # Union over real, fake (a hallucinated lesion) and source: a lesion missing,
+                # changed or added in the fake must be inside the region the tumor branch compares.
+                lesion = self._segment(real.detach()) | self._segment(fake.detach())
+                if source is not None:
+                    lesion = lesion | self._segment(source.detach())
+            counts = lesion.flatten(1).sum(dim=1)
+            lesion = lesion & (counts >= self.min_lesion_pixels)[:, None, None, None]
+        return lesion
+
+    # ------------------------------------------------------------------ scoring of slices
+    def _score_slices(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """(N,1,H,W) in [0,1] float32 -> dict of (N,) qualities and the (N,1,H,W) lesion mask."""
+        fake_p, pad = _pad_to_multiple(fake, PAD_MULTIPLE)
+        real_p, _ = _pad_to_multiple(real, PAD_MULTIPLE)
+        source_p = _pad_to_multiple(source, PAD_MULTIPLE)[0] if source is not None else None
+        mask_p = _pad_to_multiple(mask.float(), PAD_MULTIPLE)[0] if mask is not None else None
+
+        lesion = self._lesion_masks(fake_p, real_p, source_p, mask_p)
+        region = F.max_pool2d(lesion.float(), 5, stride=1, padding=2)  # include the lesion border
+
+        nets = self.nets
+        vc = complex_branch_features(nets.complex_unet, image_to_kspace(fake_p), image_to_kspace(real_p))
+        vt = tumor_branch_features(nets.tumor, fake_p, real_p, region)
+        vs = structure_branch_features(nets.structure, fake_p, real_p, source_p)
+        zeros = torch.zeros_like(vt)
+        q_complex = torch.exp(-nets.complex_score(vc))
+        q_natural = torch.exp(-nets.natural_score(torch.cat([vt, vs], dim=1)))
+        q_tumor = torch.exp(-nets.natural_score(torch.cat([vt, zeros], dim=1)))
+        q_structure = torch.exp(-nets.natural_score(torch.cat([zeros, vs], dim=1)))
+        if self.combine == "product":
+            score = q_complex * q_natural
+        elif self.combine == "mean":
+            score = 0.5 * (q_complex + q_natural)
+        elif self.combine == "complex":
+            score = q_complex
+        else:
+            score = q_natural
+        return {
+            "score": score.clamp(0.0, 1.0),
+            "complex": q_complex,
+            "natural": q_natural,
+            "tumor": q_tumor,
+            "structure": q_structure,
+            "has_lesion": lesion.flatten(1).any(dim=1),
+            "lesion_mask": _unpad(lesion, pad),
+        }
+
+    def _score_in_chunks(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        parts: list[dict[str, torch.Tensor]] = []
+        step = self.slice_batch_size
+        for i in range(0, fake.shape[0], step):
+            sl = slice(i, i + step)
+            parts.append(
+                self._score_slices(
+                    fake[sl], real[sl], source[sl] if source is not None else None, mask[sl] if mask is not None else None
+                )
+            )
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    # ------------------------------------------------------------------ public API
+    def score(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> KCrossResult:
+        """Score and explain: per-sample scores, branch qualities, lesion masks, per-slice scores."""
+        self._check_inputs(fake, real, source, mask)
+        out_dtype = fake.dtype if fake.dtype in (torch.float32, torch.float64) else torch.float32
+        scale = 1.0 / self.data_range
+
+        def prep(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else (t.float() * scale).clamp(0.0, 1.0)
+
+        f, r, s = prep(fake), prep(real), prep(source)
+        if fake.dim() == 4:
+            out = self._score_in_chunks(f, r, s, mask)
+            branches = {k: out[k].to(out_dtype) for k in ("complex", "tumor", "structure", "natural")}
+            return KCrossResult(
+                score=out["score"].to(out_dtype),
+                branches=branches,
+                lesion_mask=out["lesion_mask"],
+                has_lesion=out["has_lesion"],
+                version=self.version,
+            )
+        return self._score_volume(f, r, s, mask, out_dtype)
+
+    def _score_volume(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        out_dtype: torch.dtype,
+    ) -> KCrossResult:
+        b, _, d, h, w = fake.shape
+
+        def to_slices(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.permute(0, 2, 1, 3, 4).reshape(b * d, 1, h, w)
+
+        f, r, s, m = to_slices(fake), to_slices(real), to_slices(source), to_slices(mask)
+        with torch.no_grad():
+            brain_fraction = (r > self.brain_threshold).flatten(1).float().mean(dim=1).view(b, d)
+            used = brain_fraction >= self.min_brain_fraction
+            used[~used.any(dim=1)] = True  # a volume without brain slices is scored on all slices
+        idx = used.flatten().nonzero().squeeze(1)
+        out = self._score_in_chunks(
+            f[idx], r[idx], s[idx] if s is not None else None, m[idx] if m is not None else None
+        )
+
+        def scatter(values: torch.Tensor, fill: float) -> torch.Tensor:
+            full = torch.full((b * d,), fill, dtype=values.dtype, device=values.device)
+            return full.index_put((idx,), values).view(b, d)
+
+        slice_scores = scatter(out["score"], float("nan"))
+        weights = used.to(slice_scores.dtype)
+        n_used = weights.sum(dim=1)
+
+        def volume_mean(values: torch.Tensor) -> torch.Tensor:
+            full = scatter(values, 0.0)
+            return (full * weights).sum(dim=1) / n_used
+
+        lesion_full = torch.zeros((b * d, 1, h, w), dtype=torch.bool, device=fake.device)
+        lesion_full[idx] = out["lesion_mask"]
+        has_lesion = torch.zeros(b * d, dtype=torch.bool, device=fake.device)
+        has_lesion[idx] = out["has_lesion"]
+        return KCrossResult(
+            score=volume_mean(out["score"]).to(out_dtype),
+            branches={k: volume_mean(out[k]).to(out_dtype) for k in ("complex", "tumor", "structure", "natural")},
+            lesion_mask=lesion_full.view(b, d, 1, h, w).permute(0, 2, 1, 3, 4),
+            has_lesion=has_lesion.view(b, d),
+            slice_scores=slice_scores.to(out_dtype),
+            slice_used=used,
+            version=self.version,
+        )
+
+    def forward(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-sample scores (B,) in [0, 1] (or reduced), higher is better."""
+        return reduce(self.score(fake, real, source, mask).score, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"data_range={self.data_range}, reduction={self.reduction!r}, combine={self.combine!r}, pretrained={self.weights_info.get('pretrained')}"

@@ -1,0 +1,32 @@
+"""Lesion segmenter: a small 2-D U-Net predicting the whole-tumour mask from one MR contrast.
+
+Stands in for the paper's frozen nnU-Net (Sec. III-B2): trained by ``kcross_metric.train`` on
+slices with expert or fused segmentations, usable on any of T1/T1c/T2/FLAIR. Output: logits
+(B,1,H,W); ``sigmoid > 0.5`` is the lesion mask. H and W must be multiples of 16.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import ConvBlock, ConvDecoder, ConvEncoder
+
+__all__ = ["LesionSegmenter", "SEGMENTER_CHANNELS"]
+
+SEGMENTER_CHANNELS: tuple[int, ...] = (16, 32, 64, 128)
+
+
+class LesionSegmenter(nn.Module):
+    def __init__(self, channels: tuple[int, ...] = SEGMENTER_CHANNELS) -> None:
+        super().__init__()
+        self.channels = tuple(channels)
+        self.stem = ConvBlock(1, self.channels[0])
+        self.encoder = ConvEncoder(self.channels[0], self.channels)
+        self.decoder = ConvDecoder(self.channels, self.channels[0])
+        self.head = nn.Conv2d(2 * self.channels[0], 1, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        stem = self.stem(image)
+        up = self.decoder(self.encoder(stem))
+        return self.head(torch.cat([up, stem], dim=1))
