@@ -1,9 +1,10 @@
 """Complex-valued U-Net on normalized k-space (K-CROSS complex branch, paper Sec. III-B1, Fig. 3).
 
-Each down-sampling block is complex conv (stride 2) -> complex BN -> complex LeakyReLU -> complex
-conv -> complex BN -> complex LeakyReLU; each up-sampling block replaces the first conv by a complex
-transposed conv and concatenates the skip connection. The last layer is a plain complex conv with a
-**linear** output: the reconstruction target is normalized k-space (see :mod:`kcross_metric.kspace`),
+Each down-sampling block is complex conv (3x3, stride 2) -> complex BN -> complex LeakyReLU; each
+up-sampling block is complex transposed conv (2x2, stride 2) -> complex BN -> complex LeakyReLU,
+then the skip connection is concatenated and fused by complex conv -> BN -> LeakyReLU. (One conv
+per level instead of two keeps a CPU training run within the hour.) The last layer is a complex
+transposed conv with a **linear** output: the reconstruction target is normalized k-space (see :mod:`kcross_metric.kspace`),
 so no tanh bounds it (a tanh on raw k-space cannot reach the DC term; see METHOD-NOTES).
 """
 
@@ -26,19 +27,28 @@ __all__ = ["ComplexUNet", "COMPLEX_CHANNELS"]
 COMPLEX_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
 
 
-def _block(cin: int, cout: int, *, stride: int, transposed: bool = False) -> nn.Sequential:
-    first = (
-        ComplexConvTranspose2d(cin, cout, 2, stride=2, bias=False)
-        if transposed
-        else ComplexConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-    )
+def _down(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        first,
+        ComplexConv2d(cin, cout, 3, stride=2, padding=1, bias=False),
         ComplexBatchNorm2d(cout),
         ComplexLeakyReLU(0.2),
-        ComplexConv2d(cout, cout, 3, padding=1, bias=False),
-        ComplexBatchNorm2d(cout),
-        ComplexLeakyReLU(0.2),
+    )
+
+
+def _up(cin: int, cout: int, skip: int) -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {
+            "up": nn.Sequential(
+                ComplexConvTranspose2d(cin, cout, 2, stride=2, bias=False),
+                ComplexBatchNorm2d(cout),
+                ComplexLeakyReLU(0.2),
+            ),
+            "fuse": nn.Sequential(
+                ComplexConv2d(cout + skip, cout, 3, padding=1, bias=False),
+                ComplexBatchNorm2d(cout),
+                ComplexLeakyReLU(0.2),
+            ),
+        }
     )
 
 
@@ -51,20 +61,13 @@ class ComplexUNet(nn.Module):
     def __init__(self, channels: tuple[int, ...] = COMPLEX_CHANNELS) -> None:
         super().__init__()
         self.channels = tuple(channels)
-        enc, prev = [], 1
-        for ch in self.channels:
-            enc.append(_block(prev, ch, stride=2))
-            prev = ch
-        self.encoder = nn.ModuleList(enc)
+        ins = (1,) + self.channels[:-1]
+        self.encoder = nn.ModuleList(_down(cin, cout) for cin, cout in zip(ins, self.channels))
         rev = tuple(reversed(self.channels))
-        ups, fuse = [], []
-        for i, ch in enumerate(rev):
-            nxt = rev[i + 1] if i + 1 < len(rev) else rev[-1]
-            ups.append(_block(ch, nxt, stride=1, transposed=True))
-            skip = rev[i + 1] if i + 1 < len(rev) else 0
-            fuse.append(ComplexConv2d(nxt + skip, nxt, 3, padding=1))
-        self.up_blocks, self.fuse = nn.ModuleList(ups), nn.ModuleList(fuse)
-        self.head = ComplexConv2d(rev[-1], 1, 3, padding=1)
+        # Up-sampling blocks back to the first level's resolution; the head (a linear complex
+        # transposed conv) returns to the input resolution.
+        self.decoder = nn.ModuleList(_up(rev[i], rev[i + 1], rev[i + 1]) for i in range(len(rev) - 1))
+        self.head = ComplexConvTranspose2d(rev[-1], 1, 2, stride=2)
 
     def encode(self, kspace: torch.Tensor) -> list[torch.Tensor]:
         feats, z = [], kspace
@@ -75,12 +78,8 @@ class ComplexUNet(nn.Module):
 
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         z = feats[-1]
-        skips = list(reversed(feats[:-1]))
-        for i, (up, fuse) in enumerate(zip(self.up_blocks, self.fuse)):
-            z = up(z)
-            if i < len(skips):
-                z = torch.cat([z, skips[i]], dim=1)
-            z = fuse(z)
+        for block, skip in zip(self.decoder, reversed(feats[:-1])):
+            z = block["fuse"](torch.cat([block["up"](z), skip], dim=1))
         return self.head(z)
 
     def forward(self, kspace: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

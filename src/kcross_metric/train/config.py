@@ -1,0 +1,92 @@
+"""Stage configurations: dataclasses with defaults, loadable from YAML (``train/configs/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+
+__all__ = ["SegmenterConfig", "Stage1Config", "Stage2Config", "load_config", "config_dict"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class SegmenterConfig:
+    seed: int = 0
+    size: int = 256
+    crop: int = 128
+    slice_range: tuple[int, int] | None = (20, 140)
+    epochs: int = 6
+    steps_per_epoch: int = 100
+    batch_size: int = 12
+    lr: float = 1e-3
+    lesion_crop_fraction: float = 0.6
+    threads: int = 2
+    data_root: str | None = None
+
+
+@dataclass
+class Stage1Config:
+    seed: int = 0
+    size: int = 256
+    slice_range: tuple[int, int] | None = (50, 80)
+    epochs: int = 4
+    steps_per_epoch: int = 60
+    batch_size: int = 6
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    mmd_weight: float = 1.0
+    frequency_weight: float = 1.0
+    tumor_weight: float = 1.0
+    structure_weight: float = 1.0
+    lpips_weight: float = 1.0
+    tumor_crop: int = 96
+    threads: int = 2
+    data_root: str | None = None
+
+
+@dataclass
+class Stage2Config:
+    seed: int = 0
+    pairs_csv: str | None = None  #: 2AFC pairs (ranking loss); built from train cases if None
+    rated_csv: str | None = None  #: rated set fake,real,source,score (MSE inconsistency loss)
+    n_pairs_per_rule: int = 40
+    epochs: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    batch_size: int = 64
+    threads: int = 2
+    data_root: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
+    """Build ``cls`` from a YAML file (optional) and keyword overrides; unknown keys are errors."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of option: value")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for key in ("slice_range", "betas"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    return cls(**values)  # type: ignore[call-arg]
+
+
+def config_dict(config: object) -> dict[str, Any]:
+    return asdict(config)  # type: ignore[call-overload]

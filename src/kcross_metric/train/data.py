@@ -1,0 +1,247 @@
+"""Training data from NIfTI: cases, contrasts, lesion masks, slice selection, crops, augmentation.
+
+Every volume goes through the same per-volume normalization as inference on files
+(:func:`kcross_metric.io.normalize_volume`, percentiles inside the brain), is cut into axial slices
+(``Volume.data[k]``; the paper uses slices 50-80 of the 155-slice BraTS grid, configurable here) and
+centre-cropped or zero-padded to a fixed size. Case-level splits come from
+:mod:`kcross_metric.train.splits` only.
+
+Supported layouts (under ``../shared/data`` or any folder with the same structure):
+
+* BraTS 2023 (``brats/<case>/<case>-{t1n,t1c,t2w,t2f}.nii.gz`` + optional ``-seg``),
+* TCGA after BraTS preprocessing (``brats/<case>/<case>_{t1,t1c,t2,fla}_bet.nii.gz`` +
+  ``seg_fusion_mav.nii.gz``; small negative values clipped at 0),
+* BRATS 2013 (``brats2013/<case>/{Flair,T1c}_subtrMeanDivStd.nii.gz`` z-scored, multiplied by
+  ``brainmask.nii.gz``; ``OTMultiClass`` manual segmentation),
+* IXI-style T1/T2 pairs on one grid (``ixi/derived_IXI002_T1_resampled_to_T2grid.nii.gz`` and the
+  skull-stripped T2 with its brain mask).
+
+Lesion masks are whole tumour (label > 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, FileFormatError
+from ..io import load_volume, normalize_volume
+from ..shared_data import shared_path
+from .splits import cases_for_split
+
+__all__ = [
+    "CONTRASTS",
+    "Case",
+    "SliceSet",
+    "load_case",
+    "build_slices",
+    "crop_or_pad",
+    "augment",
+    "data_root",
+]
+
+CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+PAPER_SLICE_RANGE: tuple[int, int] = (50, 80)
+
+
+@dataclass
+class Case:
+    """One subject: contrasts normalized to [0,1] as (D,H,W) float32, a lesion mask or None."""
+
+    case_id: str
+    contrasts: dict[str, np.ndarray]
+    lesion: np.ndarray | None
+    brain: np.ndarray
+    licence: str
+    lesion_kind: str = "none"  #: "expert", "manual", "algorithmic" or "none"
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    if root is not None:
+        path = Path(root)
+    else:
+        found = shared_path("data")
+        if found is None:
+            raise FileNotFoundError(
+                "the shared data folder was not found; set KCROSS_SHARED_DIR or pass root="
+            )
+        path = found
+    return path
+
+
+def _norm(data: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    out = normalize_volume(data, brain if brain.any() else None)
+    out[~brain] = 0.0
+    return out
+
+
+def _brats2023(root: Path, case_id: str) -> Case:
+    folder = root / "brats" / case_id
+    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+    raw = {c: np.clip(load_volume(folder / f"{case_id}-{n}.nii.gz").data, 0, None) for c, n in names.items()}
+    brain = np.any([v > 0 for v in raw.values()], axis=0)
+    seg_path = folder / f"{case_id}-seg.nii.gz"
+    lesion = load_volume(seg_path).data > 0 if seg_path.exists() else None
+    return Case(case_id, {c: _norm(v, brain) for c, v in raw.items()}, lesion, brain, "CC BY 4.0",
+                "expert" if lesion is not None else "none")
+
+
+def _tcga(root: Path, case_id: str) -> Case:
+    folder = root / "brats" / case_id
+    names = {"t1": "t1", "t1c": "t1c", "t2": "t2", "flair": "fla"}
+    raw = {c: np.clip(load_volume(folder / f"{case_id}_{n}_bet.nii.gz").data, 0, None) for c, n in names.items()}
+    brain = np.any([v > 1e-3 * v.max() for v in raw.values()], axis=0)
+    lesion = load_volume(folder / "seg_fusion_mav.nii.gz").data > 0
+    return Case(case_id, {c: _norm(v, brain) for c, v in raw.items()}, lesion, brain, "CC BY 3.0", "algorithmic")
+
+
+def _brats2013(root: Path, case_id: str) -> Case:
+    folder = root / "brats2013" / case_id
+    brain = load_volume(folder / "brainmask.nii.gz").data > 0.5
+    contrasts = {
+        c: _norm(load_volume(folder / f"{n}_subtrMeanDivStd.nii.gz").data, brain)
+        for c, n in (("flair", "Flair"), ("t1c", "T1c"))
+    }
+    lesion = load_volume(folder / "OTMultiClass.nii.gz").data > 0
+    return Case(case_id, contrasts, lesion, brain, "CC BY-NC-SA 3.0", "manual")
+
+
+def _ixi(root: Path, case_id: str) -> Case:
+    folder = root / "ixi"
+    subject = case_id  # e.g. IXI002-Guys-0828
+    t2 = load_volume(folder / f"hd_bet_{subject}-T2.nii.gz").data
+    brain = load_volume(folder / f"hd_bet_mask_{subject}-T2.nii.gz").data > 0.5
+    short = subject.split("-")[0]
+    t1 = load_volume(folder / f"derived_{short}_T1_resampled_to_T2grid.nii.gz").data
+    brain_t1 = brain & (t1 > 0)
+    return Case(
+        case_id,
+        {"t1": _norm(np.clip(t1, 0, None), brain_t1), "t2": _norm(np.clip(t2, 0, None), brain)},
+        None,
+        brain,
+        "CC BY-SA 3.0",
+    )
+
+
+def load_case(case_id: str, root: str | Path | None = None) -> Case:
+    """Load one case by id (the folder name; IXI subjects by their subject id)."""
+    base = data_root(root)
+    try:
+        if case_id.startswith("BraTS-"):
+            return _brats2023(base, case_id)
+        if case_id.startswith("TCGA-"):
+            return _tcga(base, case_id)
+        if case_id.startswith("brats_2013"):
+            return _brats2013(base, case_id)
+        if case_id.startswith("IXI"):
+            return _ixi(base, case_id)
+    except FileNotFoundError as exc:  # pragma: no cover - depends on the data present
+        raise FileFormatError(f"case {case_id}: a file is missing: {exc}") from exc
+    raise ConfigError(f"unknown case layout for {case_id!r}")
+
+
+def crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop or zero-pad the last two axes to (size, size)."""
+    out = image
+    for axis in (-2, -1):
+        n = out.shape[axis]
+        if n > size:
+            start = (n - size) // 2
+            out = np.take(out, range(start, start + size), axis=axis)
+        elif n < size:
+            before = (size - n) // 2
+            pad = [(0, 0)] * out.ndim
+            pad[axis] = (before, size - n - before)
+            out = np.pad(out, pad)
+    return out
+
+
+@dataclass
+class SliceSet:
+    """Axial slices of several cases, all contrasts, as tensors.
+
+    ``images[c]`` is (N,1,S,S) in [0,1] for each contrast ``c`` present in *every* case
+    (``None`` rows are not allowed); ``lesion`` is (N,1,S,S) float 0/1 (zeros for healthy cases);
+    ``case_ids`` and ``slice_index`` say where each row came from.
+    """
+
+    images: dict[str, torch.Tensor]
+    lesion: torch.Tensor
+    has_lesion_label: torch.Tensor
+    case_ids: list[str] = field(default_factory=list)
+    slice_index: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.lesion.shape[0])
+
+
+def _select_slices(case: Case, slice_range: tuple[int, int] | None, min_brain_fraction: float) -> list[int]:
+    depth = case.brain.shape[0]
+    lo, hi = (0, depth) if slice_range is None else (max(0, slice_range[0]), min(depth, slice_range[1] + 1))
+    frac = case.brain.reshape(depth, -1).mean(axis=1)
+    return [k for k in range(lo, hi) if frac[k] >= min_brain_fraction]
+
+
+def build_slices(
+    cases: list[str] | tuple[str, ...] | str,
+    *,
+    size: int = 256,
+    slice_range: tuple[int, int] | None = PAPER_SLICE_RANGE,
+    min_brain_fraction: float = 0.05,
+    root: str | Path | None = None,
+    ixi_slice_range: tuple[int, int] | None = None,
+) -> dict[str, SliceSet]:
+    """Slices of the given cases (or a split name), grouped by contrast pair availability.
+
+    Returns a dict ``contrast-set key -> SliceSet`` (cases with the same contrasts share a set, e.g.
+    ``"t1,t1c,t2,flair"`` for BraTS and ``"t1,t2"`` for IXI). ``ixi_slice_range`` overrides the slice
+    range for IXI cases (their grid is not the BraTS one); by default all IXI slices with brain.
+    """
+    if isinstance(cases, str):
+        cases = cases_for_split(cases)
+    groups: dict[str, dict[str, list]] = {}
+    for case_id in cases:
+        case = load_case(case_id, root)
+        rng = ixi_slice_range if case_id.startswith("IXI") else slice_range
+        keep = _select_slices(case, rng, min_brain_fraction)
+        key = ",".join(c for c in CONTRASTS if c in case.contrasts)
+        g = groups.setdefault(key, {"images": {c: [] for c in key.split(",")}, "lesion": [], "label": [], "case": [], "k": []})
+        for k in keep:
+            for c in g["images"]:
+                g["images"][c].append(crop_or_pad(case.contrasts[c][k], size))
+            les = case.lesion[k] if case.lesion is not None else np.zeros_like(case.brain[k])
+            g["lesion"].append(crop_or_pad(les.astype(np.float32), size))
+            g["label"].append(case.lesion is not None)
+            g["case"].append(case_id)
+            g["k"].append(k)
+    out = {}
+    for key, g in groups.items():
+        if not g["lesion"]:
+            continue
+        out[key] = SliceSet(
+            images={c: torch.from_numpy(np.stack(v)[:, None].astype(np.float32)) for c, v in g["images"].items()},
+            lesion=torch.from_numpy(np.stack(g["lesion"])[:, None].astype(np.float32)),
+            has_lesion_label=torch.tensor(g["label"]),
+            case_ids=g["case"],
+            slice_index=g["k"],
+        )
+    return out
+
+
+def augment(batch: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """Same random left-right flip and intensity gain (0.9-1.1, clipped to [0,1]) for every tensor
+    of one sample; masks (detected as exactly binary) only get the flip."""
+    n = batch[0].shape[0]
+    flip = torch.rand(n, generator=generator) < 0.5
+    gain = 0.9 + 0.2 * torch.rand(n, generator=generator)
+    out = []
+    for t in batch:
+        t = torch.where(flip[:, None, None, None], t.flip(-1), t)
+        is_mask = bool(((t == 0) | (t == 1)).all())
+        if not is_mask:
+            t = (t * gain[:, None, None, None].to(t.dtype)).clamp(0.0, 1.0)
+        out.append(t)
+    return out
