@@ -270,14 +270,18 @@ class KCross(nn.Module):
         return lesion
 
     # ------------------------------------------------------------------ scoring of slices
-    def _score_slices(
+    def slice_features(
         self,
         fake: torch.Tensor,
         real: torch.Tensor,
         source: torch.Tensor | None,
         mask: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """(N,1,H,W) in [0,1] float32 -> dict of (N,) qualities and the (N,1,H,W) lesion mask."""
+        """Branch difference vectors of (N,1,H,W) slices in [0,1] (no validation, no scaling).
+
+        Returns ``complex`` (N,512) complex, ``tumor`` (N,256), ``structure`` (N,256), ``has_lesion``
+        (N,) and ``lesion_mask`` (N,1,H,W) bool. Used by scoring and by stage-2 training.
+        """
         fake_p, pad = _pad_to_multiple(fake, PAD_MULTIPLE)
         real_p, _ = _pad_to_multiple(real, PAD_MULTIPLE)
         source_p = _pad_to_multiple(source, PAD_MULTIPLE)[0] if source is not None else None
@@ -285,11 +289,19 @@ class KCross(nn.Module):
 
         lesion = self._lesion_masks(fake_p, real_p, source_p, mask_p)
         region = F.max_pool2d(lesion.float(), 5, stride=1, padding=2)  # include the lesion border
-
         nets = self.nets
-        vc = complex_branch_features(nets.complex_unet, image_to_kspace(fake_p), image_to_kspace(real_p))
-        vt = tumor_branch_features(nets.tumor, fake_p, real_p, region)
-        vs = structure_branch_features(nets.structure, fake_p, real_p, source_p)
+        return {
+            "complex": complex_branch_features(nets.complex_unet, image_to_kspace(fake_p), image_to_kspace(real_p)),
+            "tumor": tumor_branch_features(nets.tumor, fake_p, real_p, region),
+            "structure": structure_branch_features(nets.structure, fake_p, real_p, source_p),
+            "has_lesion": lesion.flatten(1).any(dim=1),
+            "lesion_mask": _unpad(lesion, pad),
+        }
+
+    def qualities(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Branch qualities and the combined score from :meth:`slice_features` vectors."""
+        nets = self.nets
+        vc, vt, vs = features["complex"], features["tumor"], features["structure"]
         zeros = torch.zeros_like(vt)
         q_complex = torch.exp(-nets.complex_score(vc))
         q_natural = torch.exp(-nets.natural_score(torch.cat([vt, vs], dim=1)))
@@ -309,9 +321,20 @@ class KCross(nn.Module):
             "natural": q_natural,
             "tumor": q_tumor,
             "structure": q_structure,
-            "has_lesion": lesion.flatten(1).any(dim=1),
-            "lesion_mask": _unpad(lesion, pad),
         }
+
+    def _score_slices(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """(N,1,H,W) in [0,1] float32 -> dict of (N,) qualities and the (N,1,H,W) lesion mask."""
+        feats = self.slice_features(fake, real, source, mask)
+        out = self.qualities(feats)
+        out["has_lesion"], out["lesion_mask"] = feats["has_lesion"], feats["lesion_mask"]
+        return out
 
     def _score_in_chunks(
         self,

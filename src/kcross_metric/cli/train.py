@@ -1,0 +1,110 @@
+"""``kcross-train``: train the networks of K-CROSS and export the weight file.
+
+    kcross-train segmenter --config segmenter.yaml --run runs/segmenter
+    kcross-train stage1    --config stage1.yaml    --run runs/stage1
+    kcross-train stage2    --config stage2.yaml    --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1
+    kcross-train export    --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 --out kcross.safetensors
+
+Runs are seeded and resumable: re-running a command continues after the last finished epoch.
+``--smoke`` shrinks every size to a few steps (used by the tests). Config files for the shipped
+weights are in ``kcross_metric/train/configs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ._common import EXIT_OK, run_main
+
+_SMOKE = {
+    "segmenter": dict(epochs=1, steps_per_epoch=2, batch_size=2, slice_range=(70, 71)),
+    "stage1": dict(epochs=1, steps_per_epoch=1, batch_size=2, slice_range=(70, 71)),
+    "stage2": dict(epochs=2, n_pairs_per_rule=2),
+}
+
+
+def _configs_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "train" / "configs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kcross-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for stage in ("segmenter", "stage1", "stage2"):
+        p = sub.add_parser(stage, help=f"train the {stage} networks")
+        p.add_argument("--config", type=Path, default=None, help=f"YAML config (default: the shipped {stage}.yaml)")
+        p.add_argument("--run", type=Path, required=True, help="run directory (checkpoints, logs)")
+        p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run has epochs")
+        p.add_argument("--smoke", action="store_true", help="a few tiny steps, to check the pipeline")
+        p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+        p.add_argument("--debug", action="store_true")
+        if stage == "stage2":
+            p.add_argument("--segmenter", type=Path, required=True, help="segmenter run directory")
+            p.add_argument("--stage1", type=Path, required=True, help="stage-1 run directory")
+            p.add_argument("--pairs", type=Path, default=None, help="2AFC pairs.csv (default: built from training cases)")
+            p.add_argument("--rated", type=Path, default=None, help="rated set CSV: fake,real,source,score")
+            p.add_argument("--val-pairs", type=Path, default=None, help="validation 2AFC pairs.csv")
+    p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs")
+    for name in ("segmenter", "stage1", "stage2"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    from ..train.config import SegmenterConfig, Stage1Config, Stage2Config, load_config
+
+    if args.stage == "export":
+        from ..train.export import export_weights
+
+        digest = export_weights(args.out, segmenter_run=args.segmenter, stage1_run=args.stage1,
+                                stage2_run=args.stage2, overwrite=args.overwrite)
+        print(f"wrote {args.out} sha256={digest}")
+        return EXIT_OK
+    cls = {"segmenter": SegmenterConfig, "stage1": Stage1Config, "stage2": Stage2Config}[args.stage]
+    config_path = args.config or _configs_dir() / f"{args.stage}.yaml"
+    overrides = dict(_SMOKE[args.stage]) if args.smoke else {}
+    if args.data_root is not None:
+        overrides["data_root"] = str(args.data_root)
+    if args.stage == "stage2":
+        overrides.update(pairs_csv=str(args.pairs) if args.pairs else None, rated_csv=str(args.rated) if args.rated else None)
+    config = load_config(cls, config_path, **overrides)
+    resume = not args.no_resume
+    if args.stage == "segmenter":
+        from ..train.segmenter import train_segmenter
+
+        kwargs = {"val_cases": ()} if args.smoke else {}
+        train_segmenter(config, args.run, resume=resume, **kwargs)
+    elif args.stage == "stage1":
+        from ..train.stage1 import train_stage1
+
+        train_stage1(config, args.run, resume=resume)
+    else:
+        from ..train.export import assemble_networks
+        from ..train.stage2 import train_stage2
+
+        nets = assemble_networks(args.segmenter, args.stage1, None)
+        val_bank = None
+        if args.val_pairs is not None:
+            from ..metric import KCross
+            from ..train.ratedsets.twoafc import load_twoafc_set
+            from ..train.stage2 import pair_bank
+
+            val_bank = pair_bank(KCross.from_networks(nets), load_twoafc_set(args.val_pairs))
+        train_stage2(config, args.run, nets, val_bank=val_bank, resume=resume)
+    print(f"{args.stage}: done, run directory {args.run}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_main(lambda: _body(args), args.debug, "kcross-train")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
