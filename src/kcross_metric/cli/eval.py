@@ -224,11 +224,19 @@ def _cmd_nirps(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _check_registered(metrics: Sequence[str]) -> None:
+    from ..registry import metric_info
+
+    for m in metrics:
+        metric_info(m)  # ConfigError "unknown metric ..., available: ..." before any image is read
+
+
 def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ..evaluation.rated import read_rated_csv, score_rated_set
     from ..evaluation.tables import agreement_table, report_markdown, resolve_directions, rows_to_csv, write_atomic
 
     _outputs(args, "out", "csv_out", "scores_out")
+    _check_registered(args.metrics)
     directions = resolve_directions(args.metrics, higher=args.higher_is_better, lower=args.lower_is_better)
     rated = read_rated_csv(args.set_csv)
     table = score_rated_set(rated, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device)
@@ -251,6 +259,7 @@ def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ..evaluation.tables import resolve_directions, two_afc_to_csv, two_afc_to_markdown
 
     _outputs(args, "out", "csv_out")
+    _check_registered(args.metrics)
     directions = resolve_directions(args.metrics, higher=args.higher_is_better, lower=args.lower_is_better)
     pairs = read_pairs_csv(args.pairs_csv)
     pairs, scores = score_pairs(pairs, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device)

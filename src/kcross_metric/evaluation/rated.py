@@ -1,0 +1,364 @@
+"""Score rated image sets and 2AFC pair sets with registered metrics.
+
+Rated set CSV (one row per rated image)::
+
+    fake,real,source,score[,mask][,<group columns>...]
+
+``fake`` (synthesized image), ``real`` (reference of the target modality), ``source`` (the
+source-modality image the fake was made from; may be left empty unless a metric uses it, e.g.
+K-CROSS), ``score`` (the human rating, higher = better). Every other column except ``mask`` is a
+group/key column kept as text.
+
+Pair set CSV (one row per 2AFC judgement)::
+
+    reference,a,b,better[,source][,mask][,rule]
+
+``better`` is ``a`` or ``b`` (the image the judges preferred) or the fraction of judges who
+preferred ``a``; ``rule`` labels the kind of pair (accuracy is reported per rule and overall).
+
+Paths are relative to the CSV's folder unless absolute. Images are ``.npy`` arrays or NIfTI
+(``.nii``/``.nii.gz``); singleton axes are dropped, 2-D arrays are slices ``(H, W)`` scored as
+``(1, 1, H, W)``, 3-D arrays are volumes ``(D, H, W)`` scored as ``(1, 1, D, H, W)`` (only by
+metrics that support 3-D). NIfTI voxels are used in stored order (every image of a row must be on
+the same grid; orientation does not matter for a voxel-wise comparison). With a ``mask`` column,
+every image of the row is multiplied by the binary mask (non-zero = 1) before scoring. Intensities
+must lie in ``[0, data_range]`` (``clip=True`` clips them first); ``data_range`` is always given
+explicitly, never inferred from the images.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, FileFormatError, NonFiniteError, ShapeError
+from .agreement import bootstrap_ci, two_afc_per_pair
+from .tables import ScoreTable, TwoAFCRow
+
+__all__ = [
+    "load_array",
+    "RatedSet",
+    "PairSet",
+    "read_rated_csv",
+    "read_pairs_csv",
+    "score_rated_set",
+    "score_pairs",
+    "two_afc_rows",
+]
+
+RATED_REQUIRED = ("fake", "real", "score")
+PAIRS_REQUIRED = ("reference", "a", "b", "better")
+#: Rule label of pairs whose ``rule`` cell is empty (or that come from a CSV without the column).
+UNLABELLED_RULE = "unlabelled"
+
+
+def load_array(path: str | os.PathLike[str]) -> np.ndarray:
+    """Load a ``.npy`` or NIfTI image as float32, singleton axes dropped; 2-D or 3-D only."""
+    p = Path(path)
+    name = p.name.lower()
+    if not p.is_file():
+        raise FileNotFoundError(f"image {p} does not exist")
+    if name.endswith(".npy"):
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise FileFormatError(f"{p} is not a readable .npy array: {exc}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise FileFormatError(f"{p} holds {arr.dtype} data, expected real numbers")
+    elif name.endswith(".nii") or name.endswith(".nii.gz"):
+        try:
+            import nibabel as nib
+
+            arr = np.asanyarray(nib.load(str(p)).dataobj)
+        except Exception as exc:  # nibabel raises many types on broken files
+            raise FileFormatError(f"{p} is not a readable NIfTI file: {exc}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise FileFormatError(f"{p} holds {arr.dtype} voxels, expected real numbers")
+    else:
+        raise FileFormatError(f"{p}: unsupported image type; expected .npy, .nii or .nii.gz")
+    arr = np.squeeze(np.asarray(arr, dtype=np.float32))
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise FileFormatError(f"{p} has shape {arr.shape} after dropping singleton axes; expected 2-D or 3-D")
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"{p} contains NaN/Inf values")
+    return arr
+
+
+class _ArrayCache:
+    """Tiny LRU cache: pair sets reuse each reference image many times."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._d: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, path: Path) -> np.ndarray:
+        key = str(path)
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        arr = load_array(path)
+        self._d[key] = arr
+        if len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return arr
+
+
+def _read_csv(path: str | os.PathLike[str], required: Sequence[str]) -> tuple[Path, list[str], list[dict[str, str]]]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist")
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = []
+            for raw in reader:
+                if None in raw:
+                    raise FileFormatError(f"{p}:{reader.line_num}: more fields than header columns")
+                row = {k.strip(): (v or "").strip() for k, v in raw.items()}
+                if all(not v for v in row.values()):
+                    continue
+                row["__line__"] = str(reader.line_num)
+                rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{p} is not a readable CSV file: {exc}") from exc
+    if not header:
+        raise FileFormatError(f"{p} is empty; expected a header with {', '.join(required)}")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise FileFormatError(f"{p}: missing column(s) {', '.join(missing)}; header is {','.join(header)!r}")
+    if not rows:
+        raise FileFormatError(f"{p} has a header but no rows")
+    return p, header, rows
+
+
+def _resolve(base: Path, value: str, where: str, column: str) -> Path:
+    if not value:
+        raise FileFormatError(f"{where}: empty {column} path")
+    q = Path(value).expanduser()
+    q = q if q.is_absolute() else base / q
+    if not q.is_file():
+        raise FileNotFoundError(f"{where}: {column} image {q} does not exist")
+    return q
+
+
+@dataclass(frozen=True)
+class RatedSet:
+    """A parsed rated-set CSV: image paths per item, ratings and key columns."""
+
+    fake: list[Path]
+    real: list[Path]
+    source: list[Path | None]
+    mask: list[Path | None]
+    ratings: np.ndarray
+    keys: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """A parsed pair-set CSV."""
+
+    reference: list[Path]
+    a: list[Path]
+    b: list[Path]
+    source: list[Path | None]
+    mask: list[Path | None]
+    better: np.ndarray  #: fraction of judges preferring ``a`` (1.0 = "a", 0.0 = "b")
+    rule: np.ndarray
+
+
+def read_rated_csv(path: str | os.PathLike[str]) -> RatedSet:
+    """Parse and check a rated-set CSV (see the module docstring); every image must exist."""
+    p, header, rows = _read_csv(path, RATED_REQUIRED)
+    base = p.parent
+    key_cols = [h for h in header if h not in (*RATED_REQUIRED, "source", "mask")]
+    fake, real, source, mask, ratings = [], [], [], [], []
+    for row in rows:
+        where = f"{p}:{row['__line__']}"
+        fake.append(_resolve(base, row["fake"], where, "fake"))
+        real.append(_resolve(base, row["real"], where, "real"))
+        source.append(_resolve(base, row["source"], where, "source") if row.get("source") else None)
+        mask.append(_resolve(base, row["mask"], where, "mask") if row.get("mask") else None)
+        try:
+            score = float(row["score"])
+        except ValueError:
+            raise FileFormatError(f"{where}: score must be a number, got {row['score']!r}") from None
+        if not np.isfinite(score):
+            raise FileFormatError(f"{where}: score {row['score']!r} is not finite")
+        ratings.append(score)
+    keys = {c: np.array([row.get(c, "") for row in rows], dtype=object) for c in key_cols}
+    return RatedSet(fake, real, source, mask, np.asarray(ratings, dtype=np.float64), keys)
+
+
+def read_pairs_csv(path: str | os.PathLike[str]) -> PairSet:
+    """Parse and check a pair-set CSV (see the module docstring); every image must exist."""
+    p, header, rows = _read_csv(path, PAIRS_REQUIRED)
+    base = p.parent
+    ref, a, b, source, mask, better, rule = [], [], [], [], [], [], []
+    for row in rows:
+        where = f"{p}:{row['__line__']}"
+        ref.append(_resolve(base, row["reference"], where, "reference"))
+        a.append(_resolve(base, row["a"], where, "a"))
+        b.append(_resolve(base, row["b"], where, "b"))
+        source.append(_resolve(base, row["source"], where, "source") if row.get("source") else None)
+        mask.append(_resolve(base, row["mask"], where, "mask") if row.get("mask") else None)
+        val = row["better"].strip().lower()
+        if val in ("a", "b"):
+            better.append(1.0 if val == "a" else 0.0)
+        else:
+            try:
+                frac = float(val)
+            except ValueError:
+                raise FileFormatError(f"{where}: better must be 'a', 'b' or a fraction in [0, 1], got {row['better']!r}") from None
+            if not 0.0 <= frac <= 1.0:
+                raise FileFormatError(f"{where}: better fraction {frac} outside [0, 1]")
+            better.append(frac)
+        rule.append(row.get("rule") or UNLABELLED_RULE)
+    return PairSet(ref, a, b, source, mask, np.asarray(better), np.array(rule, dtype=object))
+
+
+class _Scorer:
+    """One metric module plus the tensor plumbing (torch imported only here)."""
+
+    def __init__(self, name: str, *, data_range: float, device: str, clip: bool) -> None:
+        import torch
+
+        from .._checks import check_data_range
+        from ..registry import create_metric, metric_info
+
+        self.torch = torch
+        self.name = name
+        self.info = metric_info(name)
+        self.data_range = check_data_range(data_range)
+        self.clip = clip
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"bad device {device!r}: {exc}") from exc
+        try:
+            module = create_metric(name, data_range=self.data_range)
+        except ImportError as exc:
+            raise ConfigError(f"metric {name!r} is registered but cannot be imported: {exc}") from exc
+        if hasattr(module, "to"):
+            module = module.to(self.device)
+        if hasattr(module, "eval"):
+            module.eval()
+        self.module = module
+
+    def _tensor(self, arr: np.ndarray, mask: np.ndarray | None) -> Any:
+        if mask is not None:
+            arr = arr * (mask != 0)
+        if self.clip:
+            arr = np.clip(arr, 0.0, self.data_range)
+        if arr.ndim == 3 and not self.info.supports_3d:
+            raise ConfigError(f"metric {self.name!r} scores 2-D slices only, got a volume of shape {arr.shape}")
+        return self.torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(self.device)
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, source: np.ndarray | None, mask: np.ndarray | None, where: str) -> float:
+        if x.shape != y.shape:
+            raise ShapeError(f"{where}: images of shapes {x.shape} and {y.shape} differ; they must share one grid")
+        for arr, what in ((source, "source"), (mask, "mask")):
+            if arr is not None and arr.shape != x.shape:
+                raise ShapeError(f"{where}: {what} shape {arr.shape} differs from image shape {x.shape}")
+        args = [self._tensor(x, mask), self._tensor(y, mask)]
+        if self.info.uses_source:
+            if source is None:
+                raise FileFormatError(f"{where}: metric {self.name!r} needs a source image; the source column is empty")
+            args.append(self._tensor(source, mask))
+        with self.torch.no_grad():
+            out = self.module(*args)
+        if not isinstance(out, self.torch.Tensor):
+            out = getattr(out, "score", out)
+        value = float(self.torch.as_tensor(out).reshape(-1)[0])
+        return value
+
+
+def score_rated_set(
+    rated: RatedSet | str | os.PathLike[str],
+    metrics: Sequence[str],
+    *,
+    data_range: float,
+    clip: bool = False,
+    device: str = "cpu",
+) -> ScoreTable:
+    """Compute each metric for every (fake, real[, source]) row; returns a :class:`ScoreTable`."""
+    rs = rated if isinstance(rated, RatedSet) else read_rated_csv(rated)
+    if not metrics:
+        raise ConfigError("no metrics given")
+    scorers = [_Scorer(m, data_range=data_range, device=device, clip=clip) for m in metrics]
+    cache = _ArrayCache()
+    values: dict[str, list[float]] = {m: [] for m in metrics}
+    for i in range(len(rs.fake)):
+        where = f"row {i + 1} ({rs.fake[i].name})"
+        x, y = cache.get(rs.fake[i]), cache.get(rs.real[i])
+        src = cache.get(rs.source[i]) if rs.source[i] is not None else None
+        msk = cache.get(rs.mask[i]) if rs.mask[i] is not None else None
+        for m, sc in zip(metrics, scorers):
+            values[m].append(sc(x, y, src, msk, where))
+    return ScoreTable(
+        keys=dict(rs.keys),
+        ratings=rs.ratings,
+        metrics={m: np.asarray(v, dtype=np.float64) for m, v in values.items()},
+    )
+
+
+def score_pairs(
+    pairs: PairSet | str | os.PathLike[str],
+    metrics: Sequence[str],
+    *,
+    data_range: float,
+    clip: bool = False,
+    device: str = "cpu",
+) -> tuple[PairSet, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Metric values of ``a`` and ``b`` against the reference for every pair, per metric."""
+    ps = pairs if isinstance(pairs, PairSet) else read_pairs_csv(pairs)
+    if not metrics:
+        raise ConfigError("no metrics given")
+    scorers = [_Scorer(m, data_range=data_range, device=device, clip=clip) for m in metrics]
+    cache = _ArrayCache()
+    out: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in metrics}
+    for i in range(len(ps.reference)):
+        where = f"pair {i + 1} ({ps.a[i].name} vs {ps.b[i].name})"
+        ref = cache.get(ps.reference[i])
+        a, b = cache.get(ps.a[i]), cache.get(ps.b[i])
+        src = cache.get(ps.source[i]) if ps.source[i] is not None else None
+        msk = cache.get(ps.mask[i]) if ps.mask[i] is not None else None
+        for m, sc in zip(metrics, scorers):
+            out[m][0].append(sc(a, ref, src, msk, where))
+            out[m][1].append(sc(b, ref, src, msk, where))
+    return ps, {m: (np.asarray(va), np.asarray(vb)) for m, (va, vb) in out.items()}
+
+
+def two_afc_rows(
+    pairs: PairSet,
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    directions: dict[str, bool],
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> list[TwoAFCRow]:
+    """2AFC accuracy with a bootstrap CI per rule (sorted) and over all pairs (``rule="all"``).
+
+    Per-rule rows are left out when every pair is unlabelled (the overall row says it all).
+    """
+    rules = sorted(set(pairs.rule.tolist()))
+    groups = [] if rules == [UNLABELLED_RULE] else [(r, pairs.rule == r) for r in rules]
+    groups.append(("all", np.ones(pairs.rule.shape, dtype=bool)))
+    rows = []
+    for rule, sel in groups:
+        for m, (va, vb) in scores.items():
+            credit = two_afc_per_pair(va[sel], vb[sel], pairs.better[sel], higher_is_better=directions[m])
+            if n_boot:
+                ci = bootstrap_ci(np.mean, credit, n_boot=n_boot, alpha=alpha, seed=seed)
+                lo, hi = ci.low, ci.high
+            else:
+                lo = hi = float("nan")
+            rows.append(TwoAFCRow(rule, m, int(sel.sum()), float(credit.mean()), lo, hi))
+    return rows
