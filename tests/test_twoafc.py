@@ -15,6 +15,7 @@ from kcross_metric.errors import (
     OutputExistsError,
     ShapeError,
 )
+from kcross_metric.train import data as train_data
 from kcross_metric.train import splits
 from kcross_metric.train.ratedsets import twoafc as T
 
@@ -26,14 +27,14 @@ def _case(name: str, seed: int, *, lesion: bool = True) -> T.CaseSlices:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:S, :S].astype(np.float32)
     brain = ((yy - 32) ** 2 / 29**2 + (xx - 32) ** 2 / 27**2) <= 1
-    images: dict[str, list[np.ndarray]] = {"t1n": [], "t2w": []}
+    images: dict[str, list[np.ndarray]] = {"t1": [], "t2": []}
     masks = []
     for k in range(3):
         cy, cx = 30 + rng.integers(-3, 4), 33 + rng.integers(-3, 4)
         les = (yy - cy) ** 2 + (xx - cx) ** 2 <= 12.5**2
         tissue = 0.45 + 0.08 * np.sin(xx / (3.0 + k)) + 0.05 * np.cos(yy / 5.0) + 0.02 * rng.standard_normal((S, S))
-        images["t1n"].append((np.where(les, 0.2, tissue) * brain).astype(np.float32))
-        images["t2w"].append((np.where(les, 0.95, 1.0 - tissue) * brain).astype(np.float32))
+        images["t1"].append((np.where(les, 0.2, tissue) * brain).astype(np.float32))
+        images["t2"].append((np.where(les, 0.95, 1.0 - tissue) * brain).astype(np.float32))
         masks.append(les)
     return T.CaseSlices(
         name,
@@ -233,8 +234,11 @@ def test_splits_are_disjoint_and_named():
 
 
 def test_load_case_orientation_and_normalisation(tmp_path):
-    """A fake BraTS case in LPS orientation: axial = third axis, anterior up, 99.5th percentile scale."""
+    """A fake BraTS case in LPS: slices are ``Volume.data[k]`` (rows posterior -> anterior) and the
+    intensities are io.normalize_volume's (0.5/99.5 percentiles inside the brain), as in training."""
     nib = pytest.importorskip("nibabel")
+    from kcross_metric.io import load_volume, normalize_volume
+
     case = "BraTS-GLI-00000-000"
     folder = tmp_path / "brats" / case
     folder.mkdir(parents=True)
@@ -250,23 +254,42 @@ def test_load_case_orientation_and_normalisation(tmp_path):
     nib.save(nib.Nifti1Image(seg, lps), str(folder / f"{case}-seg.nii.gz"))
 
     got = T.load_case(case, slice_range=(3, 4), size=48, data_dir=tmp_path)
-    assert got.slices == [3, 4] and set(got.images) == {"t1n", "t1c", "t2w", "t2f"}
-    img = got.images["t2w"]
+    assert got.slices == [3, 4] and set(got.images) == {"t1", "t1c", "t2", "flair"}
+    img = got.images["t2"]
     assert img.shape == (2, 48, 48) and img.dtype == np.float32
     assert float(img.min()) == 0.0 and float(img.max()) == 1.0  # negatives clipped, bright stripe saturates
-    brain = vol[vol > 0]
-    scale = np.percentile(brain, 99.5)
+    lo, hi = np.percentile(vol[vol > 0], [0.5, 99.5])
     inner = img[0][img[0] > 0]
-    assert np.isclose(np.median(inner), (100.0 + 3) / scale, atol=1e-6)
-    # with anterior up, the posterior stripe must be in the bottom rows
+    assert np.isclose(np.median(inner), (100.0 + 3 - lo) / (hi - lo), atol=1e-5)
+    # the same numbers as the training loader and inference-side normalisation
+    vol_t2 = load_volume(folder / f"{case}-t2w.nii.gz").data
+    ref = normalize_volume(np.clip(vol_t2, 0, None), vol_t2 > 0)[3]
+    np.testing.assert_array_equal(img[0], train_data.crop_or_pad(ref, 48))
+    # Volume.data[k]: rows grow posterior -> anterior, so the posterior stripe is in the first rows
     rows = np.nonzero((img[0] > 0.99).any(axis=1))[0]
-    assert rows.min() > 24
-    assert got.lesion is not None and got.lesion.shape == (2, 48, 48)
+    assert rows.max() < 24
+    assert got.lesion is not None and got.lesion.shape == (2, 48, 48) and got.lesion.dtype == bool
     assert int(got.lesion[0].sum()) == 25 and int(got.lesion[1].sum()) == 0
-    with pytest.raises(ConfigError, match="exceeds"):
+    with pytest.raises(ConfigError, match="exceed"):
         T.load_case(case, slice_range=(10, 12), data_dir=tmp_path)
     with pytest.raises(ConfigError, match="unknown case"):
         T.load_case("nobody", data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="size"):
+        T.load_case(case, size=4, data_dir=tmp_path)
+
+
+def test_case_slices_helper_and_healthy_cases():
+    brain = np.zeros((5, 6, 6), dtype=bool)
+    brain[:, 1:5, 1:5] = True
+    t1 = np.where(brain, np.arange(5, dtype=np.float32)[:, None, None] / 4, 0).astype(np.float32)
+    case = train_data.Case("x", {"t1": t1}, None, brain, "test")
+    images, lesion = train_data.case_slices(case, [1, 4], 8)
+    assert lesion is None and images["t1"].shape == (2, 8, 8)
+    assert float(images["t1"][1].max()) == 1.0 and float(images["t1"][0].max()) == 0.25
+    assert images["t1"][0, 0].sum() == 0 and images["t1"][0, 2, 2] == 0.25  # padded by one on each side
+    with pytest.raises(ConfigError, match="exceed"):
+        train_data.case_slices(case, [5], 8)
+    assert train_data.is_healthy("IXI002-Guys-0828") and not train_data.is_healthy("BraTS-GLI-00001-000")
 
 
 def test_build_refuses_nonempty_out_dir(tmp_path):
@@ -286,7 +309,7 @@ def test_real_validation_set(shared, tmp_path):
     seg = np.asarray(nib.load(str(data / "brats_2013_pat0001_1" / "OTMultiClass.nii.gz")).dataobj)
     got = T.load_case("brats_2013_pat0001_1", slice_range=(60, 61), data_dir=data.parent)
     assert got.lesion is not None and int(got.lesion[0].sum()) == int((seg[:, :, 60] > 0).sum())
-    img = got.images["t2f"]
+    img = got.images["flair"]
     assert img.shape == (2, 256, 256) and img[0, 0, 0] == 0.0 and 0.9 < img.max() <= 1.0
 
     csv_path = T.build_twoafc_set(

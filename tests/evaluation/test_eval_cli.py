@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,36 +16,55 @@ from torch import nn
 
 from kcross_metric import registry
 from kcross_metric.cli.eval import main
-from kcross_metric.errors import FileFormatError
+from kcross_metric.errors import ConfigError, FileFormatError
 from kcross_metric.evaluation.agreement import evaluate_metric
 from kcross_metric.evaluation.nirps import load_nirps_csv
 from kcross_metric.registry import MetricInfo
 
 
 class FakeL1(nn.Module):
-    """Mean absolute difference divided by data_range, per sample: shape (B,)."""
+    """Mean absolute difference divided by data_range, per sample: shape (B,). Records its calls."""
+
+    calls: ClassVar[list[tuple]] = []
 
     def __init__(self, data_range: float = 1.0) -> None:
         super().__init__()
         self.data_range = data_range
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        FakeL1.calls.append(tuple(t.clone() for t in args))
+        x, y = args  # a baseline is called as metric(fake, real), nothing else
         return (x - y).abs().flatten(1).mean(dim=1) / self.data_range
 
 
-class FakeWithSource(nn.Module):
-    """mean |fake - real| + mean(source): lets a test see that the source image was passed."""
+class RecordingSourceMetric(nn.Module):
+    """A ``uses_source`` metric that records how it was built and called.
 
-    def __init__(self, data_range: float = 1.0) -> None:
+    Value: mean |fake - real| + mean(source) (0 without a source) + 10 * mean(mask) (0 without one),
+    so a table value also shows what arrived.
+    """
+
+    built: ClassVar[list[dict]] = []
+    calls: ClassVar[list[tuple]] = []
+
+    def __init__(self, data_range: float = 1.0, **kwargs: object) -> None:
         super().__init__()
+        RecordingSourceMetric.built.append({"data_range": data_range, **kwargs})
 
-    def forward(self, fake: torch.Tensor, real: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        return (fake - real).abs().flatten(1).mean(dim=1) + source.flatten(1).mean(dim=1)
+    def forward(self, *args: torch.Tensor | None, **kwargs: object) -> torch.Tensor:
+        RecordingSourceMetric.calls.append((tuple(None if t is None else t.clone() for t in args), kwargs))
+        fake, real, source, mask = args
+        out = (fake - real).abs().flatten(1).mean(dim=1)
+        if source is not None:
+            out = out + source.flatten(1).mean(dim=1)
+        if mask is not None:
+            out = out + 10 * mask.flatten(1).mean(dim=1)
+        return out
 
 
 FAKES = [
     MetricInfo("evaltest_l1", f"{__name__}:FakeL1", False, True, True, (0.0, 1.0)),
-    MetricInfo("evaltest_src", f"{__name__}:FakeWithSource", False, True, False, (0.0, 2.0), uses_source=True),
+    MetricInfo("evaltest_src", f"{__name__}:RecordingSourceMetric", False, True, False, (0.0, 20.0), uses_source=True),
     MetricInfo("evaltest_broken", "kcross_metric_no_such_module:Nope", True, True, True, (0.0, 1.0)),
 ]
 
@@ -53,6 +73,9 @@ FAKES = [
 def fake_metrics():
     for info in FAKES:
         registry.register_metric(info)
+    FakeL1.calls.clear()
+    RecordingSourceMetric.built.clear()
+    RecordingSourceMetric.calls.clear()
     yield
     for info in FAKES:
         registry._REGISTRY.pop(info.name, None)
@@ -219,40 +242,87 @@ class TestRated:
         assert [r["site"] for r in _read_csv(out)] == ["A", "B"]
         assert float(_read_csv(scores)[0]["evaltest_l1"]) == pytest.approx(0.025, abs=1e-6)  # 0.05 / 2
 
-    def test_source_mask_and_nifti(self, tmp_path: Path) -> None:
+    def test_source_and_mask_reach_the_metrics_that_take_them(self, tmp_path: Path) -> None:
         nib = pytest.importorskip("nibabel")
-        real = np.full((6, 6), 0.5, np.float32)
+        rng = np.random.default_rng(3)
+        real = (0.3 + 0.4 * rng.random((6, 6))).astype(np.float32)
         fake = real + np.float32(0.2)
         source = np.full((6, 6), 0.1, np.float32)
         mask = np.zeros((6, 6), np.float32)
-        mask[:3] = 1  # half the slice
+        mask[:3] = 2.0  # half the slice; any non-zero value is lesion
         np.save(tmp_path / "real.npy", real)
-        nib.save(nib.Nifti1Image(fake, np.eye(4)), str(tmp_path / "fake.nii.gz"))
+        # a 2-D NIfTI is read in the package's axis convention: rows = the file's second axis
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(fake.T), np.eye(4)), str(tmp_path / "fake.nii.gz"))
+        np.save(tmp_path / "fake2.npy", real + np.float32(0.3))
         np.save(tmp_path / "src.npy", source)
         np.save(tmp_path / "mask.npy", mask)
         (tmp_path / "set.csv").write_text(
             "fake,real,source,score,mask\n"
             "fake.nii.gz,real.npy,src.npy,0.5,\n"
             "fake.nii.gz,real.npy,src.npy,0.4,mask.npy\n"
-            "fake.nii.gz,real.npy,src.npy,0.3,\n"
+            "fake2.npy,real.npy,,0.3,\n"
         )
         scores = tmp_path / "scores.csv"
         rc = main(["rated", str(tmp_path / "set.csv"), "--metrics", "evaltest_src,evaltest_l1", "--data-range", "1",
                    "--n-boot", "0", "--scores-out", str(scores), "--out", str(tmp_path / "t.md")])
         assert rc == 0
+        # K-CROSS-like metric: metric(fake, real, source, mask), tensors (1,1,H,W) or None, unmasked images
+        calls = RecordingSourceMetric.calls
+        assert len(calls) == 3 and all(len(args) == 4 and not kw for args, kw in calls)
+        want_mask = torch.from_numpy((mask != 0).astype(np.float32))[None, None]
+        for (f, r, src, m), shift, row_src, row_mask in zip(
+            (args for args, _ in calls), (0.2, 0.2, 0.3), (source, source, None), (None, want_mask, None)
+        ):
+            torch.testing.assert_close(f, torch.from_numpy(real + np.float32(shift))[None, None], atol=1e-6, rtol=0)
+            torch.testing.assert_close(r, torch.from_numpy(real)[None, None], atol=0, rtol=0)
+            if row_src is None:
+                assert src is None
+            else:
+                torch.testing.assert_close(src, torch.from_numpy(row_src)[None, None], atol=0, rtol=0)
+            if row_mask is None:
+                assert m is None
+            else:
+                assert m.dtype == torch.float32
+                torch.testing.assert_close(m, row_mask, atol=0, rtol=0)
+        # baselines: metric(fake, real) on the whole images, mask and source ignored
+        assert [len(c) for c in FakeL1.calls] == [2, 2, 2]
         rows = _read_csv(scores)
-        # unmasked: |fake - real| = .2, mean(source) = .1; masked: both halved
-        assert float(rows[0]["evaltest_src"]) == pytest.approx(0.3, abs=1e-6)
-        assert float(rows[1]["evaltest_src"]) == pytest.approx(0.15, abs=1e-6)
-        assert float(rows[1]["evaltest_l1"]) == pytest.approx(0.1, abs=1e-6)
+        assert [float(r["evaltest_l1"]) for r in rows] == pytest.approx([0.2, 0.2, 0.3], abs=1e-6)
+        assert [float(r["evaltest_src"]) for r in rows] == pytest.approx([0.3, 0.3 + 5.0, 0.3], abs=1e-6)
+
+    def test_pairs_pass_source_and_mask_and_metric_kwargs(self, tmp_path: Path) -> None:
+        from kcross_metric.evaluation.rated import score_pairs
+
+        ref = np.full((4, 5), 0.5, np.float32)
+        np.save(tmp_path / "ref.npy", ref)
+        np.save(tmp_path / "a.npy", ref + np.float32(0.1))
+        np.save(tmp_path / "b.npy", ref - np.float32(0.3))
+        np.save(tmp_path / "src.npy", np.full((4, 5), 0.25, np.float32))
+        m = np.zeros((4, 5), np.float32)
+        m[0, 0] = 1
+        np.save(tmp_path / "m.npy", m)
+        (tmp_path / "p.csv").write_text("reference,a,b,better,source,mask\nref.npy,a.npy,b.npy,a,src.npy,m.npy\n")
+        _, scores = score_pairs(tmp_path / "p.csv", ["evaltest_src", "evaltest_l1"], data_range=1.0,
+                                metric_kwargs={"evaltest_src": {"weights": "w.safetensors"}})
+        assert RecordingSourceMetric.built == [{"data_range": 1.0, "weights": "w.safetensors"}]
+        (fa, ra, sa, ma), _ = RecordingSourceMetric.calls[0]
+        assert float(fa.mean()) == pytest.approx(0.6) and float(ra.mean()) == 0.5
+        assert float(sa.mean()) == 0.25 and int(ma.sum()) == 1 and ma[0, 0, 0, 0] == 1
+        va, vb = scores["evaltest_src"]
+        assert va[0] == pytest.approx(0.1 + 0.25 + 0.5) and vb[0] == pytest.approx(0.3 + 0.25 + 0.5)
+        assert scores["evaltest_l1"][0][0] == pytest.approx(0.1) and scores["evaltest_l1"][1][0] == pytest.approx(0.3)
+        with pytest.raises(ConfigError, match="not among the metrics"):
+            score_pairs(tmp_path / "p.csv", ["evaltest_l1"], data_range=1.0, metric_kwargs={"kcross": {"weights": "w"}})
 
     def test_errors(self, tmp_path: Path, capsys) -> None:
         src = _rated_set(tmp_path)
         base = ["rated", str(src), "--data-range", "1", "--n-boot", "0"]
         assert main([*base, "--metrics", "no_such_metric"]) == 2
         assert "unknown metric" in capsys.readouterr().err
-        assert main([*base, "--metrics", "evaltest_src"]) == 2  # needs a source image
-        assert "source" in capsys.readouterr().err
+        assert main([*base, "--metrics", "evaltest_l1", "--weights", "w.safetensors"]) == 2
+        assert "--weights is for metric 'kcross'" in capsys.readouterr().err
+        assert main([*base, "--metrics", "kcross", "--weights", str(tmp_path / "none.safetensors")]) == 2
+        assert "none.safetensors" in capsys.readouterr().err  # the path really reached K-CROSS
         assert main([*base, "--metrics", "evaltest_broken"]) == 2
         assert "cannot be imported" in capsys.readouterr().err
         (tmp_path / "fake1.npy").write_bytes(b"garbage")
@@ -341,3 +411,48 @@ def test_help_imports_nothing_heavy() -> None:
     assert res.returncode == 0, res.stderr
     assert "HEAVY []" in res.stdout
     assert "nirps" in res.stdout and "--max-epoch" in res.stdout
+
+
+def test_kcross_with_weights_gets_source_and_mask(tmp_path: Path) -> None:
+    """kcross-eval 2afc --metrics kcross --weights W equals KCross(weights=W)(x, ref, source, mask)."""
+    from kcross_metric.metric import KCross
+    from kcross_metric.nets.kcross_nets import KCrossNetworks
+    from kcross_metric.phantom import make_phantom
+    from kcross_metric.weights import save_safetensors
+
+    torch.manual_seed(0)
+    weights = tmp_path / "kcross.safetensors"
+    save_safetensors({k: v.contiguous() for k, v in KCrossNetworks().state_dict().items()}, weights)
+    ph = make_phantom((64, 64), contrasts=("t1", "t2"), seed=0)
+    ref, src, mask = (ph[k][0, 0].numpy().astype(np.float32) for k in ("t2", "t1", "mask"))
+    assert mask.sum() > 50
+    a = np.clip(ref + 0.05 * np.random.default_rng(0).standard_normal(ref.shape), 0, 1).astype(np.float32)
+    b = ref.copy()
+    b[mask > 0] = ref[mask > 0] * 0.3  # faded lesion
+    for name, arr in (("ref", ref), ("src", src), ("mask", mask), ("a", a), ("b", b)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    (tmp_path / "pairs.csv").write_text(
+        "reference,a,b,better,source,mask,rule\n"
+        "ref.npy,a.npy,b.npy,a,src.npy,mask.npy,lesion\n"
+        "ref.npy,a.npy,b.npy,a,,,lesion\n"
+    )
+    from kcross_metric.evaluation.rated import score_pairs
+
+    _, scores = score_pairs(tmp_path / "pairs.csv", ["kcross"], data_range=1.0,
+                            metric_kwargs={"kcross": {"weights": str(weights)}})
+    metric = KCross(weights=weights)
+    t = {k: torch.from_numpy(v)[None, None] for k, v in (("ref", ref), ("src", src), ("a", a), ("b", b))}
+    m = torch.from_numpy((mask != 0).astype(np.float32))[None, None]
+    with torch.no_grad():
+        want_a = float(metric(t["a"], t["ref"], t["src"], m)[0])
+        want_b = float(metric(t["b"], t["ref"], t["src"], m)[0])
+        want_b_plain = float(metric(t["b"], t["ref"])[0])
+    va, vb = scores["kcross"]
+    assert va[0] == pytest.approx(want_a, abs=1e-6) and vb[0] == pytest.approx(want_b, abs=1e-6)
+    assert vb[1] == pytest.approx(want_b_plain, abs=1e-6)
+    assert abs(vb[0] - vb[1]) > 1e-6  # the given lesion mask and source changed the score
+    out = tmp_path / "t.csv"
+    assert main(["2afc", str(tmp_path / "pairs.csv"), "--metrics", "kcross", "--weights", str(weights),
+                 "--data-range", "1", "--n-boot", "0", "--csv-out", str(out), "--out", str(tmp_path / "t.md")]) == 0
+    rows = {r["rule"]: r for r in _read_csv(out)}
+    assert int(rows["lesion"]["n_pairs"]) == 2

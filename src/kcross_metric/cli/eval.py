@@ -6,6 +6,7 @@ Subcommands::
                       [--metrics mae,psnr,ssim] [--out table.md] [--csv-out table.csv]
     kcross-eval rated SET.csv --metrics psnr,ssim --data-range 1 [--group-by COL,...]
     kcross-eval 2afc PAIRS.csv --metrics psnr,ssim --data-range 1
+    kcross-eval 2afc PAIRS.csv --metrics kcross,ssim --data-range 1 [--weights kcross.safetensors]
 
 Exit status: 0 on success, 2 on bad input (one-line message on stderr; ``--debug`` shows the
 traceback). Outputs are written atomically and never overwritten without ``--overwrite``.
@@ -109,6 +110,8 @@ def _images(p: argparse.ArgumentParser) -> None:
                    help="intensity range of the images: values must lie in [0, R] (never inferred)")
     g.add_argument("--clip", action="store_true", help="clip intensities to [0, data-range] first")
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    g.add_argument("--weights", metavar="PATH", default=None,
+                   help="K-CROSS weights (.safetensors) for metric 'kcross' (default: the bundled weights)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,15 +234,28 @@ def _check_registered(metrics: Sequence[str]) -> None:
         metric_info(m)  # ConfigError "unknown metric ..., available: ..." before any image is read
 
 
+def _metric_kwargs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Extra ``create_metric`` arguments: ``--weights`` goes to K-CROSS and nothing else."""
+    from ..errors import ConfigError
+
+    if args.weights is None:
+        return {}
+    if "kcross" not in [m.lower() for m in args.metrics]:
+        raise ConfigError("--weights is for metric 'kcross', which is not in --metrics")
+    return {"kcross": {"weights": args.weights}}
+
+
 def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ..evaluation.rated import read_rated_csv, score_rated_set
     from ..evaluation.tables import agreement_table, report_markdown, resolve_directions, rows_to_csv, write_atomic
 
     _outputs(args, "out", "csv_out", "scores_out")
     _check_registered(args.metrics)
+    metric_kwargs = _metric_kwargs(args)
     directions = resolve_directions(args.metrics, higher=args.higher_is_better, lower=args.lower_is_better)
     rated = read_rated_csv(args.set_csv)
-    table = score_rated_set(rated, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device)
+    table = score_rated_set(rated, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device,
+                            metric_kwargs=metric_kwargs)
     rows = agreement_table(table, args.metrics, directions, group_by=args.group_by,
                            n_boot=args.n_boot, alpha=args.alpha, seed=args.seed)
     pre = _provenance(argv) + [
@@ -260,9 +276,11 @@ def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     _outputs(args, "out", "csv_out")
     _check_registered(args.metrics)
+    metric_kwargs = _metric_kwargs(args)
     directions = resolve_directions(args.metrics, higher=args.higher_is_better, lower=args.lower_is_better)
     pairs = read_pairs_csv(args.pairs_csv)
-    pairs, scores = score_pairs(pairs, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device)
+    pairs, scores = score_pairs(pairs, args.metrics, data_range=args.data_range, clip=args.clip, device=args.device,
+                                metric_kwargs=metric_kwargs)
     rows = two_afc_rows(pairs, scores, directions, n_boot=args.n_boot, alpha=args.alpha, seed=args.seed)
     md = "\n".join([
         "# 2AFC accuracy", "", *_provenance(argv),

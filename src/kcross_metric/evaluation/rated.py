@@ -16,14 +16,22 @@ Pair set CSV (one row per 2AFC judgement)::
 ``better`` is ``a`` or ``b`` (the image the judges preferred) or the fraction of judges who
 preferred ``a``; ``rule`` labels the kind of pair (accuracy is reported per rule and overall).
 
-Paths are relative to the CSV's folder unless absolute. Images are ``.npy`` arrays or NIfTI
-(``.nii``/``.nii.gz``); singleton axes are dropped, 2-D arrays are slices ``(H, W)`` scored as
-``(1, 1, H, W)``, 3-D arrays are volumes ``(D, H, W)`` scored as ``(1, 1, D, H, W)`` (only by
-metrics that support 3-D). NIfTI voxels are used in stored order (every image of a row must be on
-the same grid; orientation does not matter for a voxel-wise comparison). With a ``mask`` column,
-every image of the row is multiplied by the binary mask (non-zero = 1) before scoring. Intensities
-must lie in ``[0, data_range]`` (``clip=True`` clips them first); ``data_range`` is always given
-explicitly, never inferred from the images.
+Paths are relative to the CSV's folder unless absolute. Images are 2-D slices read with
+:func:`kcross_metric.io.load_image` (``.npy``, ``.png``/``.jpg``/``.tif``/``.bmp`` grayscale, or a 2-D
+NIfTI, which is reoriented to the package's axis convention) and scored as ``(1, 1, H, W)``; every
+image of a row must have the same shape. Intensities must lie in ``[0, data_range]`` (``clip=True``
+clips fake, real and source first); ``data_range`` is always given explicitly, never inferred.
+
+How each metric is called (``metric_info(name).uses_source`` in :mod:`kcross_metric.registry`):
+
+* metrics that take a source and a lesion mask (K-CROSS):
+  ``metric(fake, real, source, mask)``, with ``source`` and ``mask`` (binary float, non-zero = 1)
+  tensors when the row has them and ``None`` otherwise. K-CROSS then uses the given lesion mask in
+  its tumour branch instead of its segmenter;
+* every other metric (the baselines): ``metric(fake, real)`` on the whole, unmasked images; the
+  ``source`` and ``mask`` columns are not used.
+
+For pair sets, ``fake`` is ``a`` or ``b`` and ``real`` is ``reference``.
 """
 
 from __future__ import annotations
@@ -31,18 +39,19 @@ from __future__ import annotations
 import csv
 import os
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, FileFormatError, NonFiniteError, ShapeError
+from ..errors import ConfigError, FileFormatError, ShapeError
+from ..io import load_image
 from .agreement import bootstrap_ci, two_afc_per_pair
 from .tables import ScoreTable, TwoAFCRow
 
 __all__ = [
-    "load_array",
     "RatedSet",
     "PairSet",
     "read_rated_csv",
@@ -58,38 +67,6 @@ PAIRS_REQUIRED = ("reference", "a", "b", "better")
 UNLABELLED_RULE = "unlabelled"
 
 
-def load_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """Load a ``.npy`` or NIfTI image as float32, singleton axes dropped; 2-D or 3-D only."""
-    p = Path(path)
-    name = p.name.lower()
-    if not p.is_file():
-        raise FileNotFoundError(f"image {p} does not exist")
-    if name.endswith(".npy"):
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise FileFormatError(f"{p} is not a readable .npy array: {exc}") from exc
-        if arr.dtype.kind not in "biuf":
-            raise FileFormatError(f"{p} holds {arr.dtype} data, expected real numbers")
-    elif name.endswith(".nii") or name.endswith(".nii.gz"):
-        try:
-            import nibabel as nib
-
-            arr = np.asanyarray(nib.load(str(p)).dataobj)
-        except Exception as exc:  # nibabel raises many types on broken files
-            raise FileFormatError(f"{p} is not a readable NIfTI file: {exc}") from exc
-        if arr.dtype.kind not in "biuf":
-            raise FileFormatError(f"{p} holds {arr.dtype} voxels, expected real numbers")
-    else:
-        raise FileFormatError(f"{p}: unsupported image type; expected .npy, .nii or .nii.gz")
-    arr = np.squeeze(np.asarray(arr, dtype=np.float32))
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise FileFormatError(f"{p} has shape {arr.shape} after dropping singleton axes; expected 2-D or 3-D")
-    if not np.all(np.isfinite(arr)):
-        raise NonFiniteError(f"{p} contains NaN/Inf values")
-    return arr
-
-
 class _ArrayCache:
     """Tiny LRU cache: pair sets reuse each reference image many times."""
 
@@ -102,7 +79,7 @@ class _ArrayCache:
         if key in self._d:
             self._d.move_to_end(key)
             return self._d[key]
-        arr = load_array(path)
+        arr = load_image(path)
         self._d[key] = arr
         if len(self._d) > self.size:
             self._d.popitem(last=False)
@@ -226,7 +203,9 @@ def read_pairs_csv(path: str | os.PathLike[str]) -> PairSet:
 class _Scorer:
     """One metric module plus the tensor plumbing (torch imported only here)."""
 
-    def __init__(self, name: str, *, data_range: float, device: str, clip: bool) -> None:
+    def __init__(
+        self, name: str, *, data_range: float, device: str, clip: bool, kwargs: Mapping[str, Any] | None = None
+    ) -> None:
         import torch
 
         from .._checks import check_data_range
@@ -242,7 +221,7 @@ class _Scorer:
         except (RuntimeError, TypeError) as exc:
             raise ConfigError(f"bad device {device!r}: {exc}") from exc
         try:
-            module = create_metric(name, data_range=self.data_range)
+            module = create_metric(name, data_range=self.data_range, **dict(kwargs or {}))
         except ImportError as exc:
             raise ConfigError(f"metric {name!r} is registered but cannot be imported: {exc}") from exc
         if hasattr(module, "to"):
@@ -251,13 +230,9 @@ class _Scorer:
             module.eval()
         self.module = module
 
-    def _tensor(self, arr: np.ndarray, mask: np.ndarray | None) -> Any:
-        if mask is not None:
-            arr = arr * (mask != 0)
+    def _tensor(self, arr: np.ndarray) -> Any:
         if self.clip:
             arr = np.clip(arr, 0.0, self.data_range)
-        if arr.ndim == 3 and not self.info.supports_3d:
-            raise ConfigError(f"metric {self.name!r} scores 2-D slices only, got a volume of shape {arr.shape}")
         return self.torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(self.device)
 
     def __call__(self, x: np.ndarray, y: np.ndarray, source: np.ndarray | None, mask: np.ndarray | None, where: str) -> float:
@@ -266,17 +241,38 @@ class _Scorer:
         for arr, what in ((source, "source"), (mask, "mask")):
             if arr is not None and arr.shape != x.shape:
                 raise ShapeError(f"{where}: {what} shape {arr.shape} differs from image shape {x.shape}")
-        args = [self._tensor(x, mask), self._tensor(y, mask)]
+        args = [self._tensor(x), self._tensor(y)]
         if self.info.uses_source:
-            if source is None:
-                raise FileFormatError(f"{where}: metric {self.name!r} needs a source image; the source column is empty")
-            args.append(self._tensor(source, mask))
+            args.append(self._tensor(source) if source is not None else None)
+            args.append(
+                self.torch.from_numpy((mask != 0).astype(np.float32))[None, None].to(self.device)
+                if mask is not None
+                else None
+            )
         with self.torch.no_grad():
             out = self.module(*args)
         if not isinstance(out, self.torch.Tensor):
             out = getattr(out, "score", out)
-        value = float(self.torch.as_tensor(out).reshape(-1)[0])
-        return value
+        return float(self.torch.as_tensor(out).reshape(-1)[0])
+
+
+def _scorers(
+    metrics: Sequence[str],
+    *,
+    data_range: float,
+    clip: bool,
+    device: str,
+    metric_kwargs: Mapping[str, Mapping[str, Any]] | None,
+) -> list[_Scorer]:
+    if not metrics:
+        raise ConfigError("no metrics given")
+    extra = {k.lower(): v for k, v in (metric_kwargs or {}).items()}
+    unused = sorted(set(extra) - {m.lower() for m in metrics})
+    if unused:
+        raise ConfigError(f"metric_kwargs given for {', '.join(unused)}, which are not among the metrics {list(metrics)}")
+    return [
+        _Scorer(m, data_range=data_range, device=device, clip=clip, kwargs=extra.get(m.lower())) for m in metrics
+    ]
 
 
 def score_rated_set(
@@ -286,12 +282,16 @@ def score_rated_set(
     data_range: float,
     clip: bool = False,
     device: str = "cpu",
+    metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ScoreTable:
-    """Compute each metric for every (fake, real[, source]) row; returns a :class:`ScoreTable`."""
+    """Compute each metric for every (fake, real[, source][, mask]) row; returns a :class:`ScoreTable`.
+
+    ``metric_kwargs`` maps a metric name to extra arguments of ``create_metric``, e.g.
+    ``{"kcross": {"weights": "kcross.safetensors"}}``. See the module docstring for how each metric
+    is called.
+    """
     rs = rated if isinstance(rated, RatedSet) else read_rated_csv(rated)
-    if not metrics:
-        raise ConfigError("no metrics given")
-    scorers = [_Scorer(m, data_range=data_range, device=device, clip=clip) for m in metrics]
+    scorers = _scorers(metrics, data_range=data_range, clip=clip, device=device, metric_kwargs=metric_kwargs)
     cache = _ArrayCache()
     values: dict[str, list[float]] = {m: [] for m in metrics}
     for i in range(len(rs.fake)):
@@ -315,12 +315,14 @@ def score_pairs(
     data_range: float,
     clip: bool = False,
     device: str = "cpu",
+    metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[PairSet, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Metric values of ``a`` and ``b`` against the reference for every pair, per metric."""
+    """Metric values of ``a`` and ``b`` against the reference for every pair, per metric.
+
+    ``metric_kwargs`` as in :func:`score_rated_set`; source and mask go to metrics that take them.
+    """
     ps = pairs if isinstance(pairs, PairSet) else read_pairs_csv(pairs)
-    if not metrics:
-        raise ConfigError("no metrics given")
-    scorers = [_Scorer(m, data_range=data_range, device=device, clip=clip) for m in metrics]
+    scorers = _scorers(metrics, data_range=data_range, clip=clip, device=device, metric_kwargs=metric_kwargs)
     cache = _ArrayCache()
     out: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in metrics}
     for i in range(len(ps.reference)):

@@ -24,6 +24,7 @@ class SegmenterConfig:
     batch_size: int = 12
     lr: float = 1e-3
     lesion_crop_fraction: float = 0.6
+    phantom_slices: int = 0
     threads: int = 2
     data_root: str | None = None
 

@@ -21,6 +21,7 @@ Lesion masks are whole tumour (label > 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ __all__ = [
     "crop_or_pad",
     "augment",
     "data_root",
+    "is_healthy",
+    "case_slices",
 ]
 
 CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
@@ -157,6 +160,37 @@ def crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:
             pad[axis] = (before, size - n - before)
             out = np.pad(out, pad)
     return out
+
+
+#: Case-id prefixes of healthy-volunteer datasets (IXI): ``Case.lesion`` is None for them like for a
+#: case without segmentation, but "no lesion" is known, so an all-zero mask is a true label.
+HEALTHY_PREFIXES: tuple[str, ...] = ("IXI",)
+
+
+def is_healthy(case_id: str) -> bool:
+    """True if ``case_id`` belongs to a healthy-volunteer dataset (known to have no lesion)."""
+    return case_id.startswith(HEALTHY_PREFIXES)
+
+
+def case_slices(
+    case: Case, slices: Sequence[int], size: int
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Axial slices ``data[k]`` (k in ``slices``) of every contrast, centre-cropped/padded to ``size``.
+
+    Returns ``images[contrast]`` float32 (S, size, size) in [0, 1] and the lesion mask as bool
+    (S, size, size), or None when the case has no segmentation.
+
+    Raises:
+        ConfigError: a slice index outside ``0 .. depth-1``.
+    """
+    depth = case.brain.shape[0]
+    idx = [int(k) for k in slices]
+    bad = [k for k in idx if not 0 <= k < depth]
+    if bad:
+        raise ConfigError(f"slice indices {bad} exceed the {depth} axial slices of {case.case_id}")
+    images = {c: np.ascontiguousarray(crop_or_pad(v[idx], size), dtype=np.float32) for c, v in case.contrasts.items()}
+    lesion = None if case.lesion is None else np.ascontiguousarray(crop_or_pad(case.lesion[idx], size), dtype=bool)
+    return images, lesion
 
 
 @dataclass

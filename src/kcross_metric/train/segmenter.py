@@ -1,9 +1,11 @@
 """Training of the lesion segmenter (whole-tumour mask, any contrast).
 
 Data: the lesion cases of the training split (BraTS-GLI-00000-000 expert labels, TCGA-DU-7294 fused
-algorithmic labels) and the healthy IXI subject (all-negative slices), every contrast each case has.
-Training samples random crops (a fraction centred on lesion pixels) of single-contrast slices;
-loss = BCE + soft Dice. Validation: Dice per contrast on held-out cases with labels (BRATS 2013,
+algorithmic labels), the healthy IXI subject (all-negative slices), every contrast each case has, and
+optionally built-in phantom slices with lesions (``phantom_slices``; generic "lesion = focal
+abnormal signal" examples, since only two real lesion cases carry licences without
+non-commercial terms). Training samples random crops (a fraction centred on lesion pixels) of
+single-contrast slices with flips, transposes, gamma and gain augmentation; loss = BCE + soft Dice. Validation: Dice per contrast on held-out cases with labels (BRATS 2013,
 FLAIR and T1c), on whole slices (every third slice of 50-110 during training).
 """
 
@@ -78,6 +80,32 @@ def _every_nth(s: SliceSet, n: int) -> SliceSet:
     )
 
 
+def phantom_slices(n: int, size: int, seed: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` phantom slices (a quarter healthy) in every contrast: images (4n,1,S,S), masks."""
+    from ..phantom import make_phantom
+
+    images, masks = [], []
+    for i in range(n):
+        ph = make_phantom((size, size), contrasts=("t1", "t1c", "t2", "flair"), seed=seed + i,
+                          lesion=(i % 4 != 3), noise=0.01 * (i % 3), bias=0.1 * (i % 2))
+        for c in ("t1", "t1c", "t2", "flair"):
+            images.append(ph[c])
+            masks.append(ph["mask"])
+    return torch.cat(images), torch.cat(masks)
+
+
+def _augment_geometry_and_contrast(x: torch.Tensor, m: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n = x.shape[0]
+    if torch.rand(1, generator=generator).item() < 0.5:  # same transpose for the whole batch
+        x, m = x.transpose(-2, -1), m.transpose(-2, -1)
+    flip_v = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
+    m = torch.where(flip_v[:, None, None, None], m.flip(-2), m)
+    gamma = torch.exp((torch.rand(n, generator=generator) - 0.5) * 0.8)  # 0.67 .. 1.49
+    x = x.clamp_min(0).pow(gamma[:, None, None, None])
+    return x, m
+
+
 def evaluate_segmenter(model: LesionSegmenter, sets: dict[str, SliceSet], batch_size: int = 16) -> dict[str, float]:
     """Dice per contrast (pooled over slices) on labelled slice sets."""
     model.eval()
@@ -104,6 +132,9 @@ def train_segmenter(
     seed_everything(config.seed)
     train_sets = build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root)
     images, masks, _ = _flatten_contrasts(train_sets)
+    if config.phantom_slices > 0:
+        ph_images, ph_masks = phantom_slices(config.phantom_slices, config.size)
+        images, masks = torch.cat([images, ph_images]), torch.cat([masks, ph_masks])
     if val_cases is None:
         val_cases = tuple(c for c in VALIDATION_CASES if c.startswith("brats_2013"))
     val_sets = build_slices(val_cases, size=config.size, slice_range=(50, 110), root=config.data_root) if val_cases else {}
@@ -118,6 +149,7 @@ def train_segmenter(
             idx = torch.randint(len(images), (config.batch_size,), generator=generator)
             x, m = _crops(images[idx], masks[idx], config.crop, config.lesion_crop_fraction, generator)
             x, m = augment([x, m], generator)
+            x, m = _augment_geometry_and_contrast(x, m, generator)
             logits = model(x)
             loss = F.binary_cross_entropy_with_logits(logits, m) + dice_loss(logits, m)
             optimizer.zero_grad(set_to_none=True)

@@ -2,7 +2,7 @@
 
 Per step, a batch of slices with a (source, target) contrast pair drawn from what each case has:
 
-* complex U-Net reconstructs the normalized k-space of source and target: focal frequency loss;
+* complex U-Net reconstructs the normalized k-space of the target: focal frequency loss;
 * structure autoencoder reconstructs both (L1) and the pooled structure features of the source
   batch and the target batch are pulled together by a multi-kernel MMD (similarity loss);
 * tumor autoencoder reconstructs the target's lesion region on a crop centred on the lesion:
@@ -100,7 +100,9 @@ def train_stage1(
             source, target, lesion = _sample_batch(sets, config.batch_size, generator)
             source, target, lesion = augment([source, target, lesion], generator)
             both = torch.cat([source, target])
-            k = image_to_kspace(both)
+            # The complex U-Net sees the target contrast only (every contrast is a target in some
+            # pair): it is the costliest network, and the metric only ever encodes targets.
+            k = image_to_kspace(target)
             k_rec, _ = nets.complex_unet(k)
             l_freq = frequency_loss(k_rec, k)
             rec, feats = nets.structure(both)

@@ -17,15 +17,15 @@ rank a lost tumour below an equally large but diagnostically harmless pixel erro
    the lesion by >= :data:`MIN_LESION_CHANGE` on average (the edit is visible in that contrast).
 3. ``synthesized_epochs`` -- :func:`pairs_from_synthesized`, a hook for real synthesized outputs.
 
-Data (real cases in ``../shared/data``, case split from :mod:`kcross_metric.train.splits`): each
-volume is reoriented to RAS, negatives are clipped, it is divided by the 99.5th percentile of
-its brain voxels (> 0) and clipped to [0, 1]; axial slices (third RAS axis; BraTS volumes are
-240x240x155) from ``slice_range`` (default 50..80 inclusive) are shown with anterior up and
-centre-cropped/padded to ``size``. BRATS 2013 volumes are z-scored with a constant negative
-background, so they are shifted to make the background 0, multiplied by ``brainmask``, then
-normalised the same way. ``BraTS-GLI-00001-000`` has no segmentation: it gets rule 1 only and an
-empty ``mask`` column; the lesion rules of the validation split come from the BRATS 2013 cases.
-The healthy IXI subject has an all-zero lesion mask.
+Data (real cases in ``../shared/data``, case split from :mod:`kcross_metric.train.splits`) comes
+from :func:`kcross_metric.train.data.load_case`, the loader of all training data: volumes in the
+package's axis convention (:func:`kcross_metric.io.load_volume`), normalised per volume with
+:func:`kcross_metric.io.normalize_volume` (0.5th/99.5th percentiles inside the brain, clipped to
+[0, 1], background 0) exactly as inference on files; contrasts ``t1``, ``t1c``, ``t2``, ``flair``.
+The axial slices ``Volume.data[k]`` for ``k`` in ``slice_range`` (default 50..80 inclusive) are
+centre-cropped/padded to ``size``. ``BraTS-GLI-00001-000`` has no segmentation: it gets rule 1
+only and an empty ``mask`` column; the lesion rules of the validation split come from the BRATS
+2013 cases. The healthy IXI subject has an all-zero lesion mask.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ import torch
 from ... import distortions as D
 from ...errors import ConfigError, FileFormatError, OutputExistsError, ShapeError
 from ...shared_data import ENV_VAR, shared_path
-from ..splits import BRATS2013_CASES, cases_for_split
+from .. import data as train_data
+from ..splits import cases_for_split
 
 __all__ = [
     "CSV_COLUMNS",
@@ -60,7 +61,6 @@ __all__ = [
     "load_case",
     "load_twoafc_set",
     "main",
-    "normalize_volume",
     "pairs_from_synthesized",
     "write_twoafc_set",
 ]
@@ -84,95 +84,16 @@ MSE_MATCH_TOL = 0.02
 # ----------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True)
-class _CaseSpec:
-    folder: tuple[str, ...]  # under data/
-    contrasts: dict[str, str]  # contrast name -> file name
-    seg: str | None  # file name, None = no segmentation, "" = healthy (all-zero lesion mask)
-    kind: str  # "brats" | "brats2013" | "ixi"
-
-
-def _case_spec(case: str) -> _CaseSpec:
-    if case in BRATS2013_CASES:
-        return _CaseSpec(
-            ("brats2013", case),
-            {"t2f": "Flair_subtrMeanDivStd.nii.gz", "t1c": "T1c_subtrMeanDivStd.nii.gz"},
-            "OTMultiClass.nii.gz",
-            "brats2013",
-        )
-    if case.startswith("BraTS-GLI-"):
-        seg = f"{case}-seg.nii.gz" if case == "BraTS-GLI-00000-000" else None
-        return _CaseSpec(("brats", case), {c: f"{case}-{c}.nii.gz" for c in ("t1n", "t1c", "t2w", "t2f")}, seg, "brats")
-    if case == "TCGA-DU-7294":
-        names = {"t1n": "t1", "t1c": "t1c", "t2w": "t2", "t2f": "fla"}
-        # algorithmic (not manual) consensus segmentation of five BraTS models, labels 1/2
-        return _CaseSpec(("brats", case), {c: f"{case}_{n}_bet.nii.gz" for c, n in names.items()}, "seg_fusion_mav.nii.gz", "brats")
-    if case == "IXI002-Guys-0828":
-        return _CaseSpec(
-            ("ixi",),
-            {"t1n": "derived_IXI002_T1_resampled_to_T2grid.nii.gz", "t2w": "hd_bet_IXI002-Guys-0828-T2.nii.gz"},
-            "",
-            "ixi",
-        )
-    raise ConfigError(f"unknown case {case!r}: no file layout is known for it")
-
-
 @dataclass
 class CaseSlices:
-    """Axial slices of one case: ``images[contrast]`` (S,H,W) float32 in [0,1], ``lesion`` (S,H,W)
-    bool or None when no segmentation exists, ``slices`` the S axial indices."""
+    """Axial slices of one case: ``images[contrast]`` (S,H,W) float32 in [0,1] (contrasts ``t1``,
+    ``t1c``, ``t2``, ``flair``), ``lesion`` (S,H,W) bool or None when no segmentation exists,
+    ``slices`` the S axial indices."""
 
     case: str
     slices: list[int]
     images: dict[str, np.ndarray]
     lesion: np.ndarray | None
-
-
-def normalize_volume(vol: np.ndarray, percentile: float = 99.5) -> np.ndarray:
-    """Clip negatives to 0, divide by the ``percentile`` of the brain voxels (> 0), clip to [0, 1]."""
-    v = np.clip(np.asarray(vol, dtype=np.float32), 0.0, None)
-    brain = v[v > 0]
-    if brain.size == 0:
-        raise FileFormatError("volume has no positive (brain) voxel; cannot normalise it")
-    scale = float(np.percentile(brain, percentile))
-    if not scale > 0:
-        raise FileFormatError(f"the {percentile}th percentile of the brain voxels is {scale}; cannot normalise")
-    return np.clip(v / scale, 0.0, 1.0)
-
-
-def _load_ras(path: Path) -> np.ndarray:
-    import nibabel as nib
-
-    try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        data = np.asarray(img.get_fdata(dtype=np.float32))
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise FileFormatError(f"cannot read NIfTI {path}: {exc}") from exc
-    if data.ndim != 3:
-        raise FileFormatError(f"{path} must be a 3-D volume, got shape {data.shape}")
-    return data
-
-
-def _fit(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop or zero-pad a (..., H, W) array to (..., size, size)."""
-    out = img
-    for axis in (-2, -1):
-        n = out.shape[axis]
-        if n > size:
-            start = (n - size) // 2
-            out = np.take(out, np.arange(start, start + size), axis=axis)
-        elif n < size:
-            before = (size - n) // 2
-            pad = [(0, 0)] * out.ndim
-            pad[axis] = (before, size - n - before)
-            out = np.pad(out, pad)
-    return np.ascontiguousarray(out)
-
-
-def _axial(vol: np.ndarray, slices: Sequence[int], size: int) -> np.ndarray:
-    # RAS volume: axis 2 is axial; rot90 puts anterior at the top (neurological left-right)
-    stack = np.stack([np.rot90(vol[:, :, z]) for z in slices])
-    return _fit(stack, size)
 
 
 def load_case(
@@ -184,46 +105,26 @@ def load_case(
 ) -> CaseSlices:
     """Load the axial slices ``slice_range[0]..slice_range[1]`` (inclusive) of every contrast of ``case``.
 
-    Returns images in [0, 1] (see the module docstring for the normalisation), shape (S, size, size).
+    A thin wrapper of :func:`kcross_metric.train.data.load_case` (the loader of all training data,
+    normalised like inference on files) and :func:`~kcross_metric.train.data.case_slices`. Healthy
+    subjects (IXI) get an all-zero lesion mask. Returns images in [0, 1] of shape (S, size, size).
     """
-    spec = _case_spec(case)
-    root = Path(data_dir) if data_dir is not None else shared_path("data")
-    if root is None or not root.is_dir():
-        raise ConfigError(f"real data folder not found (set {ENV_VAR} to the shared folder or pass data_dir)")
-    folder = root.joinpath(*spec.folder)
     lo, hi = int(slice_range[0]), int(slice_range[1])
     if not 0 <= lo <= hi:
         raise ConfigError(f"slice_range must be (first, last) with 0 <= first <= last, got {slice_range!r}")
     if int(size) < 8:
         raise ConfigError(f"size must be >= 8, got {size!r}")
+    root = Path(data_dir) if data_dir is not None else shared_path("data")
+    if root is None or not root.is_dir():
+        raise ConfigError(f"real data folder not found (set {ENV_VAR} to the shared folder or pass data_dir)")
+    loaded = train_data.load_case(case, root)
     slices = list(range(lo, hi + 1))
-
-    brainmask = None
-    if spec.kind == "brats2013":
-        brainmask = _load_ras(folder / "brainmask.nii.gz") > 0.5
-    images: dict[str, np.ndarray] = {}
-    depth = None
-    for contrast, name in spec.contrasts.items():
-        path = folder / name
-        if not path.exists():
-            raise ConfigError(f"missing file {path} for case {case!r}")
-        vol = _load_ras(path)
-        if brainmask is not None:
-            # z-scored with a constant negative background: make the background 0, keep the brain
-            background = float(vol[~brainmask].min()) if (~brainmask).any() else float(vol.min())
-            vol = (vol - background) * brainmask
-        depth = vol.shape[2]
-        if hi >= depth:
-            raise ConfigError(f"slice_range {slice_range!r} exceeds the {depth} axial slices of {case}/{contrast}")
-        images[contrast] = _axial(normalize_volume(vol), slices, int(size)).astype(np.float32)
-
-    lesion: np.ndarray | None
-    if spec.seg is None:
-        lesion = None
-    elif spec.seg == "":
+    try:
+        images, lesion = train_data.case_slices(loaded, slices, int(size))
+    except ConfigError as exc:
+        raise ConfigError(f"slice_range {slice_range!r}: {exc}") from exc
+    if lesion is None and train_data.is_healthy(case):
         lesion = np.zeros_like(next(iter(images.values())), dtype=bool)
-    else:
-        lesion = _axial(_load_ras(folder / spec.seg) > 0.5, slices, int(size)).astype(bool)
     return CaseSlices(case, slices, images, lesion)
 
 
