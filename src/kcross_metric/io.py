@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import tokenize
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 BACKGROUND_MIN_FRACTION = 0.05
 #: Fallback foreground threshold: ``p2 + 0.1 * (p98 - p2)`` (the robust-range rule used by FSL BET).
 THRESHOLD_FRACTION = 0.1
+
+#: .nii.gz files declaring more voxel bytes than this are streamed once before being read.
+_LARGE_DECLARED_BYTES = 1 << 29
 
 # Everything nibabel / gzip / numpy may raise on a broken or foreign file.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
@@ -139,20 +143,61 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, np.ndarray, Any]:
             raise FileFormatError(
                 f"{p} stores {dtype} voxels (RGB or complex); expected one real-valued channel"
             )
+        _check_declared_size(p, img)
         data = np.asarray(img.dataobj, dtype=np.float32)
         affine = np.asarray(img.affine, dtype=np.float64)
     except FileFormatError:
         raise
     except nib.filebasedimages.ImageFileError as exc:
         raise FileFormatError(f"{p} is not a readable NIfTI file: {exc}") from exc
-    except _READ_ERRORS as exc:
+    except (*_READ_ERRORS, *_nibabel_header_errors()) as exc:
         raise FileFormatError(
             f"{p} could not be read as NIfTI (truncated, corrupted or not NIfTI): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     if not np.all(np.isfinite(affine)):
         raise FileFormatError(f"{p} has a non-finite affine; the header is corrupted")
+    if np.linalg.matrix_rank(affine[:3, :3]) < 3:
+        # A zero voxel size or collinear axes: no orientation can be derived from it.
+        raise FileFormatError(
+            f"{p} has a degenerate affine (zero voxel size or collinear axes); the header is corrupted"
+        )
     return data, affine, img
+
+
+def _nibabel_header_errors() -> tuple[type[BaseException], ...]:
+    """nibabel's own exception classes for inconsistent headers (not ValueError subclasses)."""
+    from nibabel.orientations import OrientationError
+    from nibabel.spatialimages import HeaderDataError, HeaderTypeError, ImageDataError
+
+    return (HeaderDataError, HeaderTypeError, ImageDataError, OrientationError)
+
+
+def _check_declared_size(p: Path, img: Any) -> None:
+    """Refuse a file shorter than its header declares before nibabel allocates the array.
+
+    nibabel first allocates the declared size (gigabytes for a corrupted ``dim`` field) and only
+    then finds the data missing. Uncompressed files are checked against their size; ``.nii.gz``
+    files declaring more than :data:`_LARGE_DECLARED_BYTES` are first streamed (nothing kept) to
+    check that the data is really there.
+    """
+    shape = tuple(int(s) for s in img.header.get_data_shape())
+    if any(s < 0 for s in shape):
+        raise FileFormatError(f"{p} has negative dimensions {shape} in its header; the header is corrupted")
+    needed = float(np.prod([float(s) for s in shape])) * img.get_data_dtype().itemsize
+    offset = int(getattr(img.dataobj, "offset", 0))
+    if _suffix(p) == ".nii":
+        available = p.stat().st_size - offset
+    elif needed > _LARGE_DECLARED_BYTES:
+        with gzip.open(p, "rb") as fh:
+            available = fh.seek(offset + int(needed)) - offset  # stops at the end of the stream
+    else:
+        return
+    if needed > available:
+        raise FileFormatError(
+            f"{p} is truncated or its header is corrupted: the header declares shape {shape} "
+            f"({needed:.0f} bytes of voxel data) but only {max(available, 0)} bytes follow the header"
+        )
 
 
 def _squeeze_trailing(data: np.ndarray, keep: int) -> np.ndarray:
@@ -184,10 +229,14 @@ def _volume_from(
 ) -> Volume:
     import nibabel as nib
 
-    source_codes = tuple(str(c) for c in nib.aff2axcodes(affine))
-    if canonical:
-        data, affine = _to_canonical(data, affine)
-    codes = tuple(str(c) for c in nib.aff2axcodes(affine))
+    try:
+        source_codes = tuple(str(c) for c in nib.aff2axcodes(affine))
+        if canonical:
+            data, affine = _to_canonical(data, affine)
+        codes = tuple(str(c) for c in nib.aff2axcodes(affine))
+    except nib.orientations.OrientationError as exc:
+        where = p if p is not None else "the volume"
+        raise FileFormatError(f"{where}: cannot derive an orientation from the affine ({exc})") from exc
     return Volume(
         data=np.ascontiguousarray(data, dtype=np.float32),
         affine=affine,
@@ -245,7 +294,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
-        except _READ_ERRORS as exc:
+        except (*_READ_ERRORS, SyntaxError, tokenize.TokenError) as exc:  # corrupted .npy header
             raise FileFormatError(f"{p} is not a readable .npy array (object arrays are refused): {exc}") from exc
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
             raise FileFormatError(f"{p} holds a {getattr(arr, 'dtype', type(arr))} array, expected real numbers")

@@ -24,7 +24,7 @@ the enhancing rim) are illustrative, chosen to give the textbook appearance, not
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,14 +32,14 @@ import torch
 from .errors import ConfigError, ShapeError
 
 __all__ = [
+    "CONTRASTS",
+    "SEQUENCES",
     "TISSUES",
     "TISSUE_PARAMS",
-    "SEQUENCES",
-    "CONTRASTS",
-    "tissue_maps",
-    "signal",
-    "make_phantom",
     "make_pair",
+    "make_phantom",
+    "signal",
+    "tissue_maps",
 ]
 
 #: Tissue classes of :func:`tissue_maps`; fractions sum to 1 in every voxel.
@@ -110,7 +110,7 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 def _grid(shape: tuple[int, ...], dtype: type = np.float32) -> list[np.ndarray]:
     """Normalized coordinates (z, y, x) in [-1, 1]; in 2-D z is a constant plane through the ventricles."""
-    axes = [np.linspace(-1.0, 1.0, n, dtype=dtype) for n in shape]
+    axes: list[np.ndarray] = [np.linspace(-1.0, 1.0, n, dtype=dtype) for n in shape]
     if len(shape) == 2:
         y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
         return [np.full((1, 1), 0.12, dtype=dtype), y, x]
@@ -121,19 +121,29 @@ def _smooth_field(rng: np.random.Generator, coords: list[np.ndarray], n_terms: i
                   amp: float) -> np.ndarray:
     """Sum of random plane waves: a cheap smooth random scalar field."""
     out = np.zeros(np.broadcast_shapes(*(c.shape for c in coords)), dtype=np.float32)
+    arg = np.empty_like(out)
     for _ in range(n_terms):
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
-        k = direction * rng.uniform(*freq) * math.pi
-        phase = rng.uniform(0, 2 * math.pi)
-        a = amp * rng.uniform(0.5, 1.0) / math.sqrt(n_terms)
-        out = out + np.float32(a) * np.sin(k[0] * coords[0] + k[1] * coords[1] + k[2] * coords[2] + phase)
+        k = (direction * rng.uniform(*freq) * math.pi).astype(np.float32)
+        phase = np.float32(rng.uniform(0, 2 * math.pi))
+        a = np.float32(amp * rng.uniform(0.5, 1.0) / math.sqrt(n_terms))
+        # float32 throughout: float64 scalars would silently upcast the whole volume
+        np.multiply(coords[0], k[0], out=arg)
+        arg += k[1] * coords[1]
+        arg += k[2] * coords[2]
+        arg += phase
+        np.sin(arg, out=arg)
+        arg *= a
+        out += arg
     return out
 
 
 def _ellipsoid_sdf(coords: list[np.ndarray], center: Sequence[float], radii: Sequence[float],
                    angle: float = 0.0) -> np.ndarray:
     """Approximate signed distance (normalized units) to an ellipsoid, optionally rotated in the axial plane."""
+    center = [float(c) for c in center]
+    radii = [float(r) for r in radii]
     z = coords[0] - center[0]
     y = coords[1] - center[1]
     x = coords[2] - center[2]
@@ -176,20 +186,20 @@ def tissue_maps(
     # smooth random deformation of the whole anatomy
     warped = [c + _smooth_field(anat_rng, coords, 4, (0.5, 1.5), 0.05) for c in coords]
     scale = anat_rng.uniform(0.95, 1.05, size=3)
-    brain_r = np.array([0.72, 0.86, 0.70]) * scale  # (S-I, A-P, L-R)
+    brain_r = [float(r) for r in np.array([0.72, 0.86, 0.70]) * scale]  # (S-I, A-P, L-R)
     # gyral folding: a smooth field on the direction from the centre
     rad = np.sqrt(sum((w / r) ** 2 for w, r in zip(warped, brain_r))) + np.float32(1e-6)
     unit = [w / r / rad for w, r in zip(warped, brain_r)]
     fold = _smooth_field(anat_rng, unit, 12, (3.0, 5.0), 1.0)
     fold = fold / np.float32(max(float(np.abs(fold).max()), 1e-6))
 
-    r_min = float(brain_r.min())
+    r_min = min(brain_r)
     intracranial = _frac((rad - 1.0) * r_min, half)
     pial = _frac((rad - (0.955 + 0.02 * fold)) * r_min, half)  # CSF between pial surface and skull
     white = _frac((rad - (0.80 + 0.06 * fold)) * r_min, half)  # GM/WM boundary follows the gyri
 
-    vent_scale = anat_rng.uniform(0.8, 1.25)
-    vent_r = np.array([0.24, 0.30, 0.075]) * vent_scale
+    vent_scale = float(anat_rng.uniform(0.8, 1.25))
+    vent_r = [0.24 * vent_scale, 0.30 * vent_scale, 0.075 * vent_scale]
     vent = np.zeros_like(intracranial)
     deep_gm = np.zeros_like(intracranial)
     for side in (-1.0, 1.0):
@@ -213,7 +223,7 @@ def tissue_maps(
 
 def _add_lesion(maps: dict[str, np.ndarray], rng: np.random.Generator, coords: list[np.ndarray],
                 half: float, *, is_2d: bool) -> None:
-    side = rng.choice([-1.0, 1.0])
+    side = float(rng.choice([-1.0, 1.0]))
     center = (
         0.12 if is_2d else rng.uniform(0.0, 0.3),
         rng.uniform(-0.30, 0.30),
