@@ -25,6 +25,8 @@ class SegmenterConfig:
     lr: float = 1e-3
     lesion_crop_fraction: float = 0.6
     phantom_slices: int = 0
+    lr_drop_epoch: int | None = None  #: from this epoch (0-based) on, lr * lr_drop_factor
+    lr_drop_factor: float = 0.25
     threads: int = 2
     data_root: str | None = None
 

@@ -82,12 +82,20 @@ def run_epochs(
     validate: Callable[[], dict[str, float]] | None = None,
     resume: bool = True,
     verbose: bool = True,
+    lr_at: Callable[[int], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the remaining epochs; each epoch gets its own generator seeded by (seed, epoch)."""
+    """Run the remaining epochs; each epoch gets its own generator seeded by (seed, epoch).
+
+    ``lr_at(epoch)`` (0-based) sets the learning rate of every parameter group at the start of each
+    epoch, so a resumed run follows the same schedule as an uninterrupted one.
+    """
     state = run.restore(model, optimizer) if resume else {"epochs_done": 0}
     records = []
     for epoch in range(state["epochs_done"], epochs):
         start = time.time()
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch)
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         torch.manual_seed(seed * 1000 + epoch)
         model.train()

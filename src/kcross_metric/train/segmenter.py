@@ -162,6 +162,7 @@ def train_segmenter(
         RunDir(run_dir), model, optimizer, epochs=config.epochs, seed=config.seed, config=config_dict(config),
         train_epoch=train_epoch, validate=(lambda: evaluate_segmenter(model, val_sets)) if val_sets else None,
         resume=resume, verbose=verbose,
+        lr_at=lambda epoch: config.lr * (config.lr_drop_factor if config.lr_drop_epoch is not None and epoch >= config.lr_drop_epoch else 1.0),
     )
     model.eval()
     return model
