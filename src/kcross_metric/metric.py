@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,9 @@ from .branches import complex_branch_features, structure_branch_features, tumor_
 from .errors import ConfigError, ShapeError
 from .kspace import image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .explain import KCrossExplanation
 
 __all__ = ["KCross", "KCrossResult", "Segmenter", "WEIGHTS_FILENAME"]
 
@@ -240,6 +243,10 @@ class KCross(nn.Module):
                 from .errors import DeviceMismatchError
 
                 raise DeviceMismatchError(f"mask is on {mask.device} but fake is on {fake.device}")
+            if mask.is_floating_point() and mask.device.type != "meta" and not bool(torch.isfinite(mask).all()):
+                from .errors import NonFiniteError
+
+                raise NonFiniteError("mask contains NaN or Inf values; expected a boolean or 0/1 lesion mask")
 
     # ------------------------------------------------------------------ lesion masks
     def _segment(self, image: torch.Tensor) -> torch.Tensor:
@@ -441,6 +448,18 @@ class KCross(nn.Module):
     ) -> torch.Tensor:
         """Per-sample scores (B,) in [0, 1] (or reduced), higher is better."""
         return reduce(self.score(fake, real, source, mask).score, self.reduction)
+
+    def explain(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> KCrossExplanation:
+        """Per-slice scores, branch contributions, lesion mask and error maps (:mod:`kcross_metric.explain`)."""
+        from .explain import explain
+
+        return explain(self, fake, real, source, mask)
 
     def extra_repr(self) -> str:
         return f"data_range={self.data_range}, reduction={self.reduction!r}, combine={self.combine!r}, pretrained={self.weights_info.get('pretrained')}"

@@ -18,6 +18,8 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     from ..errors import OutputExistsError
 
     p = Path(path)
+    if p.is_dir():
+        raise OutputExistsError(f"{p} is a directory, expected a file path")
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p} exists; pass --overwrite to replace it")
     return p
@@ -31,6 +33,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: boo
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,7 +49,8 @@ def run_main(body: Callable[[], int], debug: bool, prog: str) -> int:
 
     try:
         return body()
-    except (KCrossError, ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
+    # OSError covers unreadable inputs and unwritable outputs (permissions, full disk, ...).
+    except (KCrossError, ValueError, OSError, TypeError) as exc:
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -1,12 +1,16 @@
 """``kcross-score``: score synthesized NIfTI volumes with K-CROSS.
 
     kcross-score fake.nii.gz real.nii.gz [--source src.nii.gz] [--mask lesion.nii.gz] [--json]
-    kcross-score --demo
+    kcross-score FAKE_DIR REAL_DIR [--source-dir DIR] [--mask-dir DIR] --out scores.csv
+                 [--metrics kcross,ssim,psnr,...] [--per-slice] [--report report.html]
+    kcross-score --demo [--report demo.html]
 
 Each volume is read in the package's axis convention (RAS+, axial slices along the first axis),
 checked to lie on the real volume's grid (or resampled onto it with ``--resample``), normalized to
 [0, 1] by its own robust percentiles inside the real volume's brain mask
-(docs/io-and-normalization.md), and scored slice by slice. Exit codes: 0 success, 2 bad input
+(docs/io-and-normalization.md), and scored slice by slice. With two folders, files are paired by
+name and every pair is scored into a resumable CSV (:mod:`.folder`). ``--report`` writes a
+self-contained HTML report (:mod:`kcross_metric.report`). Exit codes: 0 success, 2 bad input
 (one-line message; ``--debug`` shows the traceback), 1 other errors.
 """
 
@@ -15,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ._common import EXIT_OK, atomic_write_text, check_output_path, run_main
 
@@ -24,10 +29,11 @@ from ._common import EXIT_OK, atomic_write_text, check_output_path, run_main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kcross-score",
-        description="Score synthesized brain MR volumes with K-CROSS (higher is better, in [0, 1]).",
+        description="Score synthesized brain MR volumes with K-CROSS (higher is better, in [0, 1]). "
+        "FAKE and REAL are two NIfTI files, or two folders whose files are paired by name.",
     )
-    p.add_argument("fake", nargs="?", type=Path, help="synthesized volume (.nii/.nii.gz)")
-    p.add_argument("real", nargs="?", type=Path, help="real target-modality volume (.nii/.nii.gz)")
+    p.add_argument("fake", nargs="?", type=Path, help="synthesized volume (.nii/.nii.gz), or a folder of them")
+    p.add_argument("real", nargs="?", type=Path, help="real target-modality volume (.nii/.nii.gz), or a folder")
     p.add_argument("--source", type=Path, default=None, help="source-modality volume the fake was made from")
     p.add_argument("--mask", type=Path, default=None, help="lesion mask volume (overrides the segmenter)")
     p.add_argument("--resample", action="store_true", help="resample fake/source/mask onto the real volume's grid")
@@ -36,9 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-batch-size", type=int, default=16, help="slices scored at once (memory bound)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--slices", action="store_true", help="include per-slice scores in the output")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
-    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the JSON result to this file (folder mode: the CSV of scores, resumed if it exists)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow --out/--report to replace an existing file (folder mode: start a fresh CSV)",
+    )
     p.add_argument("--demo", action="store_true", help="score built-in phantom pairs (no files needed)")
+    g = p.add_argument_group("folders and reports")
+    g.add_argument("--source-dir", type=Path, default=None, help="folder mode: source volumes, paired by name")
+    g.add_argument("--mask-dir", type=Path, default=None, help="folder mode: lesion masks, paired by name")
+    g.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated registry metrics besides K-CROSS, e.g. kcross,ssim,psnr,lpips_alex; 3-D "
+        "where the metric supports it and the volume is large enough, else the mean over the axial slices "
+        "K-CROSS scored",
+    )
+    g.add_argument("--per-slice", action="store_true", help="folder mode: also write per-slice rows to OUT_slices.csv")
+    g.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report to this file")
+    g.add_argument("--report-slices", type=int, default=3, help="worst slices shown per volume in the report (default 3)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -66,36 +94,60 @@ def _print_text(name: str, res: dict[str, Any]) -> None:
     print(f"  branches: complex {b['complex']:.4f}  tumor {b['tumor']:.4f}  structure {b['structure']:.4f}")
     if "slices_scored" in res:
         print(f"  slices scored {res['slices_scored']}/{res['slices_total']}, with lesion {res['slices_with_lesion']}")
+    if res.get("metrics"):
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items()))
     v = res["version"]
     sha = str(v.get("weights_sha256") or "")[:12]
     print(f"  kcross-metric {v.get('kcross_metric')}, weights {v.get('weights')} sha256 {sha}")
 
 
-def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
+def load_inputs(
+    fake: Path,
+    real: Path,
+    source: Path | None = None,
+    mask: Path | None = None,
+    *,
+    resample: bool = False,
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Load one case as (1,1,D,H,W) float32 tensors in [0, 1] (``mask``: 0/1), as ``kcross-score`` does.
+
+    Every volume is checked to lie on the real volume's grid (or resampled onto it) and normalized
+    by its own robust percentiles inside the real volume's brain mask.
+    """
     import numpy as np
     import torch
 
-    from ..io import brain_mask, check_same_grid, load_volume, normalize_volume, resample_to
+    from ..io import (
+        brain_mask,
+        check_same_grid,
+        load_volume,
+        normalize_volume,
+        resample_to,
+    )
 
-    real = load_volume(args.real)
-    others = {"fake": args.fake, "source": args.source, "mask": args.mask}
+    real_vol = load_volume(real)
+    others = {"fake": fake, "source": source, "mask": mask}
     vols = {}
     for name, path in others.items():
         if path is None:
             continue
         vol = load_volume(path)
-        if args.resample:
-            vol = resample_to(vol, real, order=0 if name == "mask" else 1)
+        if resample:
+            vol = resample_to(vol, real_vol, order=0 if name == "mask" else 1)
         else:
-            check_same_grid(vol, real, names=(name, "real"))
+            check_same_grid(vol, real_vol, names=(name, "real"))
         vols[name] = vol
-    brain = brain_mask(real.data)
+    brain = brain_mask(real_vol.data)
     brain_or_none = brain if brain.any() else None
 
     def tensor(arr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(args.device)
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(device)
 
-    out = {"real": tensor(normalize_volume(real.data, brain_or_none)), "fake": tensor(normalize_volume(vols["fake"].data, brain_or_none))}
+    out = {
+        "real": tensor(normalize_volume(real_vol.data, brain_or_none)),
+        "fake": tensor(normalize_volume(vols["fake"].data, brain_or_none)),
+    }
     if "source" in vols:
         out["source"] = tensor(normalize_volume(vols["source"].data, brain_or_none))
     if "mask" in vols:
@@ -103,16 +155,62 @@ def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    return load_inputs(args.fake, args.real, args.source, args.mask, resample=args.resample, device=args.device)
+
+
+def _baselines(args: argparse.Namespace) -> Any:
+    from .folder import BaselineSet, parse_metrics
+
+    names = parse_metrics(args.metrics)
+    return BaselineSet(names, args.device, args.slice_batch_size) if names else None
+
+
+def _write_single_report(args: argparse.Namespace, entries: list[Any]) -> None:
+    from ..report import build_report, write_report
+
+    write_report(args.report, build_report(entries, worst_n=args.report_slices), overwrite=args.overwrite)
+
+
+def _check_report_path(args: argparse.Namespace) -> None:
+    from ..errors import ConfigError
+
+    if args.report_slices < 0:
+        raise ConfigError(f"--report-slices must be >= 0, got {args.report_slices}")
+    if args.report is None:
+        return
+    from ..report import is_report_file
+
+    if args.report.is_dir():
+        raise ConfigError(f"--report {args.report} is a directory, expected an .html file path")
+    if args.report.exists() and not args.overwrite and not is_report_file(args.report):
+        raise ConfigError(f"--report {args.report} exists and is not a kcross-metric report; pass --overwrite or choose another path")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    import torch
+
     from ..metric import KCross
     from ..phantom import make_pair
+    from ..report import ReportEntry
 
+    _check_report_path(args)
     metric = KCross(args.weights, slice_batch_size=args.slice_batch_size).to(args.device)
-    results = {}
+    baselines = _baselines(args)
+    results, entries = {}, []
     for label, blur, fade in (("mild", 0.5, 0.1), ("severe", 2.0, 0.9)):
         fake, real, source, _ = make_pair((256, 256), source="t1", target="t2", seed=0, blur_sigma=blur, lesion_fade=fade)
-        res = metric.score(fake.to(args.device), real.to(args.device), source.to(args.device))
-        results[f"phantom T1->T2, {label} synthesis error (blur {blur}, lesion fade {fade})"] = _result_dict(res, slices=False)
+        fake, real, source = fake.to(args.device), real.to(args.device), source.to(args.device)
+        name = f"phantom T1->T2, {label} synthesis error (blur {blur}, lesion fade {fade})"
+        with torch.no_grad():
+            scored = metric.score(fake, real, source)
+            explanation = metric.explain(fake, real, source) if args.report is not None else None
+        results[name] = _result_dict(scored, slices=False)
+        values = baselines(fake, real).volume if baselines is not None else {}
+        if values:
+            results[name]["metrics"] = values
+        if explanation is not None:
+            entries.append(ReportEntry(name, explanation, fake, real, source, values))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -120,32 +218,79 @@ def _demo(args: argparse.Namespace) -> int:
             _print_text(name, res)
     if args.out is not None:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n", overwrite=args.overwrite)
+    if args.report is not None:
+        _write_single_report(args, entries)
     return EXIT_OK
 
 
+def _folder_mode(args: argparse.Namespace) -> bool:
+    from ..errors import ConfigError
+
+    if args.fake is None or args.real is None:
+        return False
+    dirs = (args.fake.is_dir(), args.real.is_dir())
+    if dirs[0] != dirs[1]:
+        raise ConfigError(
+            f"FAKE and REAL must both be files or both be folders; got {args.fake} "
+            f"({'folder' if dirs[0] else 'file'}) and {args.real} ({'folder' if dirs[1] else 'file'})"
+        )
+    return dirs[0]
+
+
 def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.out is not None:
+    from ..errors import ConfigError
+
+    folder = _folder_mode(args)
+    if args.out is not None and not folder:
         check_output_path(args.out, args.overwrite)  # fail before the slow part
+    from .._checks import check_device
+
+    args.device = check_device(args.device)  # a one-line error, not a torch traceback
+    if folder:
+        from .folder import run_folder
+
+        _check_report_path(args)
+        return run_folder(args)
+    for opt, value in (("--source-dir", args.source_dir), ("--mask-dir", args.mask_dir)):
+        if value is not None:
+            raise ConfigError(f"{opt} is for folder mode (FAKE and REAL folders); for one file use {opt[:-4]} FILE")
+    if args.per_slice:
+        raise ConfigError("--per-slice is for folder mode; for one file use --slices (with --json or --out)")
     if args.demo:
         return _demo(args)
     if args.fake is None or args.real is None:
         parser.error("FAKE and REAL are required (or use --demo)")
+    _check_report_path(args)
     import torch
 
     from ..metric import KCross
 
     inputs = _load_inputs(args)
     metric = KCross(args.weights, slice_batch_size=args.slice_batch_size).to(args.device)
+    baselines = _baselines(args)
+    scored = (inputs["fake"], inputs["real"], inputs.get("source"), inputs.get("mask"))
     with torch.no_grad():
-        result = metric.score(inputs["fake"], inputs["real"], inputs.get("source"), inputs.get("mask"))
+        result = metric.explain(*scored) if args.report is not None else metric.score(*scored)
     res = _result_dict(result, slices=args.slices)
     res["fake"], res["real"] = str(args.fake), str(args.real)
+    used = result.slice_used[0] if result.slice_used is not None else None
+    bvals = baselines(inputs["fake"], inputs["real"], used) if baselines is not None else None
+    values = bvals.volume if bvals is not None else {}
+    if values:
+        res["metrics"] = values
+    if bvals is not None and bvals.slicewise_fallback:
+        res["metrics_slicewise"] = bvals.slicewise_fallback  # too small for their 3-D window
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         _print_text(str(args.fake), res)
     if args.out is not None:
         atomic_write_text(args.out, json.dumps(res, indent=2) + "\n", overwrite=args.overwrite)
+    if args.report is not None:
+        from ..report import ReportEntry
+
+        entry = ReportEntry(args.fake.name, result, inputs["fake"], inputs["real"], inputs.get("source"), values)
+        _write_single_report(args, [entry])
     return EXIT_OK
 
 

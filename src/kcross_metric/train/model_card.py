@@ -88,7 +88,7 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
         "    --out src/kcross_metric/weights/kcross.safetensors --overwrite",
         "python -m kcross_metric.train.model_card --segmenter runs/segmenter --stage1 runs/stage1 \\",
         "    --stage2 runs/stage2 --weights src/kcross_metric/weights/kcross.safetensors \\",
-        "    --out src/kcross_metric/weights/kcross.md --notes docs/model-card-notes.md",
+        "    --out src/kcross_metric/weights/kcross.md --notes src/kcross_metric/train/model_card_notes.md",
         "```",
         "",
         "Configs: `src/kcross_metric/train/configs/{segmenter,stage1,stage2}.yaml` (copied below as run).",
