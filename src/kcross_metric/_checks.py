@@ -77,6 +77,10 @@ def check_tensor(
         raise ChannelError(
             f"{name} must have {channels} channel(s) in dim 1, got {x.shape[1]} (shape {tuple(x.shape)})"
         )
+    if x.device.type == "meta":
+        # A meta tensor has a shape but no values: nothing more to check here. A pair with one
+        # meta tensor is then refused by check_pair (DeviceMismatchError).
+        return x
     if not allow_nonfinite and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"{name} contains NaN or Inf values")
     if data_range is not None:
@@ -124,3 +128,27 @@ def check_image_pair(
     check_tensor(y, names[1], ndims=ndims, channels=channels, data_range=dr)
     check_pair(x, y, names)
     return dr
+
+
+def check_device(device: object) -> torch.device:
+    """Parse a device name (``"cpu"``, ``"cuda:0"``, ...) and refuse one that cannot compute here.
+
+    Raises :class:`ConfigError` for an unknown name, a CUDA/MPS device on a machine without it, a
+    CUDA index beyond the available GPUs, or ``"meta"`` (tensors without data).
+    """
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid device {device!r}, expected e.g. 'cpu' or 'cuda:0' ({exc})") from exc
+    if dev.type == "meta":
+        raise ConfigError("device 'meta' holds no data and cannot compute scores; use 'cpu' or 'cuda'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was requested but CUDA is not available here; use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} was requested but MPS is not available here; use 'cpu'")
+    return dev

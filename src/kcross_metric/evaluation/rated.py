@@ -208,7 +208,7 @@ class _Scorer:
     ) -> None:
         import torch
 
-        from .._checks import check_data_range
+        from .._checks import check_data_range, check_device
         from ..registry import create_metric, metric_info
 
         self.torch = torch
@@ -216,10 +216,7 @@ class _Scorer:
         self.info = metric_info(name)
         self.data_range = check_data_range(data_range)
         self.clip = clip
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise ConfigError(f"bad device {device!r}: {exc}") from exc
+        self.device = check_device(device)
         try:
             module = create_metric(name, data_range=self.data_range, **dict(kwargs or {}))
         except ImportError as exc:
