@@ -87,3 +87,15 @@ for _info in (
                description="deep image structure and texture similarity (Ding et al. 2022)"),
 ):
     register_metric(_info)
+
+# Deep feature distances (kcross_metric.dfd): plain VGG16 feature MSE, its random-weight control and
+# the in-domain self-supervised SSFD encoder (bundled ssfd.safetensors).
+for _info in (
+    MetricInfo("dfd_vgg16", "kcross_metric.dfd:DFDVGG16", False, True, False, (0.0, _INF),
+               description="deep feature distance: ImageNet VGG16 relu1_2..relu5_3 feature MSE"),
+    MetricInfo("dfd_random", "kcross_metric.dfd:DFDRandom", False, True, False, (0.0, _INF),
+               description="deep feature distance control: VGG16 architecture with seeded random weights"),
+    MetricInfo("dfd_ssfd", "kcross_metric.dfd:DFDSSFD", False, True, False, (0.0, _INF),
+               description="deep feature distance: in-domain self-supervised MR U-Net encoder (SSFD), level 4"),
+):
+    register_metric(_info)
