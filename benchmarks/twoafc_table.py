@@ -23,6 +23,17 @@ from kcross_metric import KCross, create_metric, metric_info
 from kcross_metric.evaluation import bootstrap_ci, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import load_twoafc_set
 
+NOTE = """
+**Read this before quoting the table.** K-CROSS's score networks were fitted (stage 2) on pairs made
+by the same generator from the *training* cases, so on these held-out pairs K-CROSS is evaluated
+in-distribution while the baselines were never fitted to these orderings: the comparison measures
+whether the networks learned the constructed orderings and generalize them to unseen subjects, not
+that K-CROSS is a better judge of image quality than the baselines in general. The
+`lesion_vs_global` rule pits a lesion edit against a global distortion of equal MSE, so MAE is at 0
+and PSNR at chance by construction. None of this is radiologist agreement
+(docs/radiologist-agreement.md).
+"""
+
 BASELINES = ("mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd", "lpips_alex", "lpips_vgg", "dists")
 
 
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(pairs)} pairs; {counts}); weights sha256 `{str(metric.version.get('weights_sha256'))[:16]}`; "
         f"{time.time() - start:.0f} s.\n\n" + "\n".join(lines) + "\n"
     )
+    text += NOTE
     print(text)
     if args.out is not None:
         args.out.write_text(text)

@@ -117,7 +117,7 @@ class KCross(nn.Module):
         reduction: str = "none",
         segmenter: Segmenter | None = None,
         combine: Combine = "product",
-        slice_batch_size: int = 16,
+        slice_batch_size: int = 4,
         min_lesion_pixels: int = 16,
         brain_threshold: float = 0.02,
         min_brain_fraction: float = 0.01,

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", action="store_true", help="resample fake/source/mask onto the real volume's grid")
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: bundled weights)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    p.add_argument("--slice-batch-size", type=int, default=16, help="slices scored at once (memory bound)")
+    p.add_argument("--slice-batch-size", type=int, default=4, help="slices scored at once (memory bound)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--slices", action="store_true", help="include per-slice scores in the output")
     p.add_argument(

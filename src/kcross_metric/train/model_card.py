@@ -31,9 +31,12 @@ def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _table(records: list[dict]) -> str:
+def _table(records: list[dict], max_rows: int = 25) -> str:
     if not records:
         return "(no epochs logged)\n"
+    if len(records) > max_rows:  # keep the first epochs, then every k-th, and the last
+        step = max(1, len(records) // max_rows)
+        records = records[:5] + records[5:-1:step] + records[-1:]
     keys = list(records[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in records:
@@ -46,7 +49,7 @@ def _config(run: Path) -> dict:
     return json.loads(state.read_text()).get("config", {}) if state.exists() else {}
 
 
-def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: str = "") -> str:
+def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: str = "", appendices: Sequence[Path] = ()) -> str:
     runs = {"segmenter": segmenter, "stage1": stage1, "stage2": stage2}
     logs = {k: _log(v) for k, v in runs.items()}
     wall = {k: sum(r.get("seconds", 0.0) for r in v) for k, v in logs.items()}
@@ -83,12 +86,18 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
         "```bash",
         "kcross-train segmenter --run runs/segmenter",
         "kcross-train stage1 --run runs/stage1",
-        "kcross-train stage2 --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1",
+        "python -m kcross_metric.train.ratedsets.twoafc --out runs/twoafc_val --split validation --n-pairs-per-rule 100",
+        "kcross-train stage2 --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1 \\",
+        "    --val-pairs runs/twoafc_val/pairs.csv   # validation pairs are monitored only, never fitted",
         "kcross-train export --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 \\",
         "    --out src/kcross_metric/weights/kcross.safetensors --overwrite",
         "python -m kcross_metric.train.model_card --segmenter runs/segmenter --stage1 runs/stage1 \\",
         "    --stage2 runs/stage2 --weights src/kcross_metric/weights/kcross.safetensors \\",
-        "    --out src/kcross_metric/weights/kcross.md --notes src/kcross_metric/train/model_card_notes.md",
+        "    --out src/kcross_metric/weights/kcross.md --notes src/kcross_metric/train/model_card_notes.md \\",
+        "    --append docs/results-segmenter.md docs/results-twoafc.md",
+        "# the two validation tables come from:",
+        "python benchmarks/segmenter_dice.py --run runs/segmenter > docs/results-segmenter.md",
+        "python benchmarks/twoafc_table.py runs/twoafc_val/pairs.csv --out docs/results-twoafc.md",
         "```",
         "",
         "Configs: `src/kcross_metric/train/configs/{segmenter,stage1,stage2}.yaml` (copied below as run).",
@@ -97,6 +106,8 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
     for name, run in runs.items():
         out += [f"## {name}", "", "Config:", "", "```json", json.dumps(_config(run), indent=1, sort_keys=True), "```", "",
                 "Per-epoch losses and validation figures (`log.jsonl`):", "", _table(logs[name])]
+    for path in appendices:
+        out += [f"## Validation: `{path.name}`", "", path.read_text().strip(), ""]
     if notes:
         out += ["## Findings and limitations", "", notes.strip(), ""]
     return "\n".join(out) + "\n"
@@ -107,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("segmenter", "stage1", "stage2", "weights", "out"):
         p.add_argument(f"--{name}", type=Path, required=True)
     p.add_argument("--notes", type=Path, default=None)
+    p.add_argument("--append", type=Path, nargs="*", default=[], help="generated markdown to include (validation tables)")
     args = p.parse_args(argv)
     notes = args.notes.read_text() if args.notes else ""
-    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes)
+    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append)
     from ..cli._common import atomic_write_text
 
     atomic_write_text(args.out, text, overwrite=True)
