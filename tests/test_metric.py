@@ -183,11 +183,10 @@ def test_bad_arguments():
 
 
 def test_missing_weights_is_untrained_error_not_random(tmp_path, monkeypatch):
-    monkeypatch.setenv("KCROSS_WEIGHTS_DIR", str(tmp_path))
     from kcross_metric import weights
 
-    if (weights.bundled_dir() / "kcross.safetensors").exists():
-        pytest.skip("this build bundles trained weights")
+    monkeypatch.setenv("KCROSS_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path)  # a build without bundled weights
     with pytest.raises(UntrainedWeightsError):
         KCross()
 
