@@ -10,6 +10,8 @@ score network sees both amplitude and phase disagreement (paper Sec. III-C1).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -49,31 +51,41 @@ def relative_rms(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None =
     return torch.sqrt(num / (den + _EPS) + 1e-12) - 1e-6
 
 
+def _complex_difference(err: torch.Tensor, energy: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+    """Complex entry: modulus = relative RMS ``sqrt(err / (energy + eps))``, phase = angle of ``corr``."""
+    modulus = torch.sqrt(err / (energy + _EPS) + 1e-12) - 1e-6
+    unit = corr / torch.sqrt(corr.real.square() + corr.imag.square() + 1e-12)
+    return modulus * unit
+
+
 def complex_relative_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Complex per-channel difference (B,C,H,W) complex -> (B,C) complex (see module doc)."""
     d = a - b
-    num = (d.real.square() + d.imag.square()).mean(dim=(-2, -1))
-    den = 0.5 * (a.real.square() + a.imag.square() + b.real.square() + b.imag.square()).mean(dim=(-2, -1))
-    modulus = torch.sqrt(num / (den + _EPS) + 1e-12) - 1e-6
-    corr = (d * b.conj()).mean(dim=(-2, -1))
-    unit = corr / torch.sqrt(corr.real.square() + corr.imag.square() + 1e-12)
-    return modulus * unit
+    err = (d.real.square() + d.imag.square()).mean(dim=(-2, -1))
+    energy = 0.5 * (a.real.square() + a.imag.square() + b.real.square() + b.imag.square()).mean(dim=(-2, -1))
+    return _complex_difference(err, energy, (d * b.conj()).mean(dim=(-2, -1)))
+
+
+@functools.lru_cache(maxsize=16)
+def _band_indicator(
+    height: int, width: int, n_bands: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(HW, n_bands) one-hot band membership and (n_bands,) cell counts; built once per size."""
+    bands = radial_band_index(height, width, n_bands, device=device)
+    onehot = F.one_hot(bands.flatten(), n_bands).to(dtype)
+    return onehot, onehot.sum(0).clamp_min(1.0)
 
 
 def kspace_band_features(kf: torch.Tensor, kr: torch.Tensor, n_bands: int = N_KSPACE_BANDS) -> torch.Tensor:
     """Complex relative difference per radial k-space band: (B,1,H,W) complex x2 -> (B,n_bands)."""
     h, w = kf.shape[-2:]
-    bands = radial_band_index(h, w, n_bands, device=kf.device)
-    onehot = F.one_hot(bands.flatten(), n_bands).to(kf.real.dtype)  # (HW, n_bands)
-    counts = onehot.sum(0).clamp_min(1.0)
+    onehot, counts = _band_indicator(h, w, n_bands, kf.device, kf.real.dtype)
     d = (kf - kr).flatten(1)  # (B, HW)
     err = (d.real.square() + d.imag.square()) @ onehot / counts
     energy = 0.5 * ((kf.real.square() + kf.imag.square() + kr.real.square() + kr.imag.square()).flatten(1)) @ onehot / counts
-    modulus = torch.sqrt(err / (energy + _EPS) + 1e-12) - 1e-6
     prod = d * kr.flatten(1).conj()
-    corr = torch.complex(prod.real @ onehot, prod.imag @ onehot)
-    unit = corr / torch.sqrt(corr.real.square() + corr.imag.square() + 1e-12)
-    return modulus * unit
+    # the phase comes from the band *sum* of the correlation (not the mean), as the weights were trained
+    return _complex_difference(err, energy, torch.complex(prod.real @ onehot, prod.imag @ onehot))
 
 
 def complex_branch_features(unet: ComplexUNet, kf: torch.Tensor, kr: torch.Tensor) -> torch.Tensor:

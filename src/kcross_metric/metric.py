@@ -27,7 +27,7 @@ from torch import nn
 
 from ._checks import check_data_range, check_pair, check_reduction, check_tensor, reduce
 from .branches import complex_branch_features, structure_branch_features, tumor_branch_features
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError, DeviceMismatchError, NonFiniteError, ShapeError
 from .kspace import image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks
 
@@ -240,12 +240,8 @@ class KCross(nn.Module):
             if mask.shape != fake.shape:
                 raise ShapeError(f"mask must have the inputs' shape {tuple(fake.shape)}, got {tuple(mask.shape)}")
             if mask.device != fake.device:
-                from .errors import DeviceMismatchError
-
                 raise DeviceMismatchError(f"mask is on {mask.device} but fake is on {fake.device}")
             if mask.is_floating_point() and mask.device.type != "meta" and not bool(torch.isfinite(mask).all()):
-                from .errors import NonFiniteError
-
                 raise NonFiniteError("mask contains NaN or Inf values; expected a boolean or 0/1 lesion mask")
 
     # ------------------------------------------------------------------ lesion masks
