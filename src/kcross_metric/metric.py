@@ -256,6 +256,20 @@ class KCross(nn.Module):
             return out.float() > 0.5
         return torch.sigmoid(self.nets.segmenter(image)) > 0.5
 
+    def segment(self, image: torch.Tensor) -> torch.Tensor:
+        """The lesion mask the metric's segmenter (bundled or ``segmenter=``) gives ``image``.
+
+        Args:
+            image: (B, 1, H, W) slices in [0, 1] (any contrast), on the metric's device.
+
+        Returns:
+            bool (B, 1, H, W), True inside the predicted lesion. Not differentiable.
+        """
+        image = check_tensor(image, "image", ndims=(4,), channels=1, data_range=1.0)
+        with torch.no_grad():
+            padded, pad = _pad_to_multiple(image, PAD_MULTIPLE)
+            return _unpad(self._segment(padded), pad)
+
     def _lesion_masks(
         self, fake: torch.Tensor, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
     ) -> torch.Tensor:

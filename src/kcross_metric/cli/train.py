@@ -4,6 +4,11 @@
     kcross-train stage1    --config stage1.yaml    --run runs/stage1
     kcross-train stage2    --config stage2.yaml    --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1
     kcross-train export    --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 --out kcross.safetensors
+    kcross-train translation --family pix2pix --direction t1-t2 --run runs/gan/pix2pix_t1-t2
+    kcross-train synthesize  --runs runs/gan --out runs/synthesized
+
+``translation`` trains the cross-modality models of the synthesized rated set (pix2pix, CycleGAN)
+with a checkpoint per epoch; ``synthesize`` writes their per-epoch outputs on the validation cases.
 
 Runs are seeded and resumable: re-running a command continues after the last finished epoch.
 ``--smoke`` shrinks every size to a few steps (used by the tests). Config files for the shipped
@@ -23,6 +28,9 @@ _SMOKE = {
     "segmenter": dict(epochs=1, steps_per_epoch=2, batch_size=2, slice_range=(70, 71)),
     "stage1": dict(epochs=1, steps_per_epoch=1, batch_size=2, slice_range=(70, 71)),
     "stage2": dict(epochs=2, n_pairs_per_rule=2),
+    "translation": dict(epochs=2, max_steps_per_epoch=1, batch_size=2, slice_range=(70, 71),
+                        val_slice_range=(70, 72), size=64, unet_depth=4, base_channels=8, max_channels=16,
+                        resnet_base=8, resnet_blocks=1, disc_base=8, pool_size=2),
 }
 
 
@@ -47,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--pairs", type=Path, default=None, help="2AFC pairs.csv (default: built from training cases)")
             p.add_argument("--rated", type=Path, default=None, help="rated set CSV: fake,real,source,score")
             p.add_argument("--val-pairs", type=Path, default=None, help="validation 2AFC pairs.csv")
+    p = sub.add_parser("translation", help="train a cross-modality translation model (synthesized rated set)")
+    p.add_argument("--family", choices=("pix2pix", "cyclegan"), required=True)
+    p.add_argument("--direction", required=True, help="<source>-<target>, e.g. t1-t2, t1-flair, t2-flair")
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the shipped translation_<family>.yaml)")
+    p.add_argument("--run", type=Path, required=True, help="run directory (checkpoints per epoch, logs)")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run has epochs")
+    p.add_argument("--smoke", action="store_true", help="a few tiny steps, to check the pipeline")
+    p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("synthesize", help="write every epoch's synthesized validation slices of translation runs")
+    p.add_argument("--runs", type=Path, required=True, help="folder of translation run directories")
+    p.add_argument("--out", type=Path, required=True, help="output folder (index synthesized.csv + .npy slices)")
+    p.add_argument("--masks", choices=("segmenter", "none"), default="segmenter",
+                   help="lesion masks of cases without a manual segmentation (default: the bundled K-CROSS segmenter)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
+    p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    p.add_argument("--debug", action="store_true")
     p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs")
     for name in ("segmenter", "stage1", "stage2"):
         p.add_argument(f"--{name}", type=Path, required=True)
@@ -65,6 +91,28 @@ def _body(args: argparse.Namespace) -> int:
         digest = export_weights(args.out, segmenter_run=args.segmenter, stage1_run=args.stage1,
                                 stage2_run=args.stage2, overwrite=args.overwrite)
         print(f"wrote {args.out} sha256={digest}")
+        return EXIT_OK
+    if args.stage == "synthesize":
+        from ..train.translation.synthesize import write_synthesized_set
+
+        index = write_synthesized_set(args.runs, args.out, masks=args.masks, overwrite=args.overwrite,
+                                      root=args.data_root)
+        print(f"synthesize: wrote {index}")
+        return EXIT_OK
+    if args.stage == "translation":
+        from ..train.config import TranslationConfig
+        from ..train.translation.trainer import train_translation
+
+        path = args.config or _configs_dir() / f"translation_{args.family}.yaml"
+        overrides = dict(_SMOKE["translation"]) if args.smoke else {}
+        overrides.update(family=args.family, direction=args.direction)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if args.data_root is not None:
+            overrides["data_root"] = str(args.data_root)
+        config = load_config(TranslationConfig, path, **overrides)
+        train_translation(config, args.run, resume=not args.no_resume)
+        print(f"translation: done, run directory {args.run}")
         return EXIT_OK
     cls = {"segmenter": SegmenterConfig, "stage1": Stage1Config, "stage2": Stage2Config}[args.stage]
     config_path = args.config or _configs_dir() / f"{args.stage}.yaml"

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
-__all__ = ["SegmenterConfig", "Stage1Config", "Stage2Config", "load_config", "config_dict"]
+__all__ = ["SegmenterConfig", "Stage1Config", "Stage2Config", "TranslationConfig", "load_config", "config_dict"]
 
 T = TypeVar("T")
 
@@ -67,6 +67,38 @@ class Stage2Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TranslationConfig:
+    """A cross-modality translation model of the synthesized rated set (issue 4)."""
+
+    family: str = "pix2pix"  #: "pix2pix" (paired U-Net + PatchGAN) or "cyclegan" (unpaired)
+    direction: str = "t1-t2"  #: "<source>-<target>", contrasts of kcross_metric.train.data.CONTRASTS
+    seed: int = 0
+    crop: int = 256  #: slices are centre-cropped/padded to this, then average-pooled to ``size``
+    size: int = 128
+    slice_range: tuple[int, int] | None = (40, 120)
+    val_slice_range: tuple[int, int] | None = (50, 110)
+    val_slice_step: int = 2
+    epochs: int = 15
+    batch_size: int = 4
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    decay_from_epoch: int | None = None  #: linear LR decay to 0 from this epoch (0-based); None = half
+    l1_weight: float = 100.0  #: pix2pix L1 weight (lambda)
+    cycle_weight: float = 10.0  #: CycleGAN cycle-consistency weight (lambda)
+    identity_weight: float = 0.0  #: CycleGAN identity weight (0: contrasts differ, see docs)
+    pool_size: int = 50  #: CycleGAN fake-image history for the discriminators
+    unet_depth: int = 6
+    base_channels: int = 32
+    max_channels: int = 128
+    resnet_blocks: int = 6
+    resnet_base: int = 24
+    disc_base: int = 32
+    max_steps_per_epoch: int | None = None  #: cap (smoke runs); None = every training slice once
+    threads: int = 1
+    data_root: str | None = None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Build ``cls`` from a YAML file (optional) and keyword overrides; unknown keys are errors."""
     values: dict[str, Any] = {}
@@ -85,7 +117,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for key in ("slice_range", "betas"):
+    for key in ("slice_range", "val_slice_range", "betas"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return cls(**values)  # type: ignore[call-arg]

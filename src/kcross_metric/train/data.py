@@ -44,6 +44,7 @@ __all__ = [
     "data_root",
     "is_healthy",
     "case_slices",
+    "case_contrasts",
 ]
 
 CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
@@ -127,6 +128,15 @@ def _ixi(root: Path, case_id: str) -> Case:
         brain,
         "CC BY-SA 3.0",
     )
+
+
+def case_contrasts(case_id: str) -> tuple[str, ...]:
+    """The contrasts a case of the supported layouts has, known from its id without loading it."""
+    if case_id.startswith("brats_2013"):
+        return ("t1c", "flair")
+    if case_id.startswith("IXI"):
+        return ("t1", "t2")
+    return CONTRASTS
 
 
 def load_case(case_id: str, root: str | Path | None = None) -> Case:

@@ -83,11 +83,14 @@ def run_epochs(
     resume: bool = True,
     verbose: bool = True,
     lr_at: Callable[[int], float] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the remaining epochs; each epoch gets its own generator seeded by (seed, epoch).
 
     ``lr_at(epoch)`` (0-based) sets the learning rate of every parameter group at the start of each
-    epoch, so a resumed run follows the same schedule as an uninterrupted one.
+    epoch, so a resumed run follows the same schedule as an uninterrupted one. ``on_epoch_end(epoch)``
+    (1-based) runs after validation and before the run state records the epoch as done (e.g. to
+    keep a checkpoint per epoch).
     """
     state = run.restore(model, optimizer) if resume else {"epochs_done": 0}
     records = []
@@ -108,6 +111,8 @@ def run_epochs(
         record["seconds"] = round(time.time() - start, 1)
         run.log(record)
         records.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
         state = {"epochs_done": epoch + 1, "seed": seed, "config": config}
         run.save(model, optimizer, state)
         if verbose:

@@ -1,0 +1,249 @@
+"""K-CROSS (and its branches) against every baseline on the synthesized set: real pix2pix/CycleGAN
+outputs of every epoch on the validation cases (docs/datasets/synthesized.md).
+
+    kcross-train synthesize --runs runs/gan --out runs/synthesized
+    python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md
+
+No human ratings exist for these images, so three constructed views are reported:
+
+1. 2AFC accuracy on epoch pairs (rule ``synthesized_epochs`` of the rated-sets issue): for two
+   epochs of one generator on one slice, the later one is "better" only if its MSE to the real image
+   AND its MSE inside the lesion mask are both >= 10 % lower. The ordering is defined by squared
+   error, so MAE/PSNR are favoured by construction.
+2. SROCC between each metric and the training epoch, per generator (training progress as a weak,
+   not necessarily monotone proxy of quality).
+3. Mean of each metric per generator at its last epoch (descriptive; which model each metric prefers).
+
+Per-image scores are cached in ``<set>/scores/<metric>.csv`` (keyed by the fake's path and the
+metric settings) so a re-run only computes what is missing. CIs: seeded 95 % percentile bootstrap
+over pairs (1) or slices (2); epoch pairs share images, so those intervals are optimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kcross_metric import KCross, create_metric, metric_info
+from kcross_metric.evaluation import bootstrap_ci, srocc, two_afc_per_pair
+from kcross_metric.train.ratedsets.twoafc import pairs_from_synthesized
+from kcross_metric.train.translation.synthesize import load_synthesized_set
+
+BASELINES = (
+    "mae", "psnr", "ssim", "nlpd", "gmsd", "lpips_alex", "lpips_vgg", "dists",
+    "dfd_vgg16", "dfd_random", "dfd_ssfd",
+)  # fmt: skip
+KCROSS_COLUMNS = ("K-CROSS", "K-CROSS complex branch", "K-CROSS tumor branch", "K-CROSS structure branch",
+                  "K-CROSS without source", "K-CROSS (segmenter masks)")
+SETTINGS = "data_range=1;v1"
+
+NOTE = """
+**Read this before quoting the tables.** No radiologist rated these images. Table 1 orders two epochs
+of one generator by squared error (global and inside the lesion mask, both >= 10 % lower), so MAE and
+PSNR agree with it almost by definition and every other metric is measured against an MSE-defined
+label. Table 2 uses training progress as the label; GAN training is not monotone, so a metric that
+disagrees with the epoch is not necessarily wrong. Lesion masks of the validation case with T1/T2/FLAIR
+(BraTS-GLI-00001-000) come from the bundled K-CROSS segmenter (`mask_kind=segmenter`): they are
+predictions, and slices where it finds no lesion give no epoch pair. MS-SSIM is left out: its five
+scales need at least 161 pixels per side and the set is 128x128. K-CROSS's networks never saw these
+generators' outputs (they were trained before the set existed, on training cases only).
+"""
+
+
+def _key(row: dict) -> tuple[str, str, int, int]:
+    return (row["generator"], row["case"], int(row["slice"]), int(row["epoch"]))
+
+
+def _digest(rows: list[dict]) -> str:
+    return hashlib.sha256("\n".join(r["files"]["fake"] for r in rows).encode()).hexdigest()[:16]
+
+
+def _load_cache(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh) if r["settings"] == SETTINGS}
+
+
+def _save_cache(path: Path, scores: dict[str, float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["fake", "settings", "score"])
+        for fake, s in sorted(scores.items()):
+            w.writerow([fake, SETTINGS, repr(float(s))])
+    tmp.replace(path)
+
+
+def _stack(rows: list[dict], key: str) -> torch.Tensor:
+    return torch.stack([r[key] for r in rows])[:, None]
+
+
+def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int = 16,
+               verbose: bool = True) -> dict[str, dict[str, float]]:
+    """Per-image scores ``{column: {fake path: score}}`` for the baselines and the K-CROSS columns."""
+    out: dict[str, dict[str, float]] = {}
+    kcross_needed = "kcross" in metrics
+    for name in [m for m in metrics if m != "kcross"]:
+        path = cache_dir / f"{name}.csv"
+        scores = _load_cache(path)
+        todo = [r for r in rows if r["files"]["fake"] not in scores]
+        if todo:
+            start = time.time()
+            m = create_metric(name, data_range=1.0).eval()
+            with torch.no_grad():
+                for i in range(0, len(todo), batch):
+                    chunk = todo[i : i + batch]
+                    values = m(_stack(chunk, "fake"), _stack(chunk, "real"))
+                    scores.update({r["files"]["fake"]: float(v) for r, v in zip(chunk, values)})
+            _save_cache(path, scores)
+            if verbose:
+                print(f"{name}: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        out[name] = scores
+    if kcross_needed:
+        caches = {c: cache_dir / f"kcross_{i}.csv" for i, c in enumerate(KCROSS_COLUMNS)}
+        loaded = {c: _load_cache(p) for c, p in caches.items()}
+        todo = [r for r in rows if any(r["files"]["fake"] not in loaded[c] for c in KCROSS_COLUMNS)]
+        if todo:
+            start = time.time()
+            metric = KCross()
+            with torch.no_grad():
+                for i in range(0, len(todo), batch):
+                    chunk = todo[i : i + batch]
+                    fake, real, source, mask = (_stack(chunk, k) for k in ("fake", "real", "source", "mask"))
+                    q = metric.qualities(metric.slice_features(fake, real, source, mask))
+                    q_nosrc = metric.qualities(metric.slice_features(fake, real, None, mask))
+                    q_seg = metric.qualities(metric.slice_features(fake, real, source, None))
+                    cols = {"K-CROSS": q["score"], "K-CROSS complex branch": q["complex"],
+                            "K-CROSS tumor branch": q["tumor"], "K-CROSS structure branch": q["structure"],
+                            "K-CROSS without source": q_nosrc["score"], "K-CROSS (segmenter masks)": q_seg["score"]}
+                    for c, v in cols.items():
+                        loaded[c].update({r["files"]["fake"]: float(x) for r, x in zip(chunk, v)})
+            for c, p in caches.items():
+                _save_cache(p, loaded[c])
+            if verbose:
+                print(f"kcross: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        out.update(loaded)
+    return out
+
+
+def higher_is_better(column: str) -> bool:
+    return True if column.startswith("K-CROSS") else metric_info(column).higher_is_better
+
+
+def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margin: float = 0.1,
+                 n_boot: int = 1000) -> tuple[str, list[list[str]]]:
+    """Markdown of the three tables, and the CSV rows (table, column, group, value, low, high, n)."""
+    columns = list(scores)
+    by_key = {_key(r): r["files"]["fake"] for r in rows}
+    pairs = pairs_from_synthesized(rows, margin=margin, allow_earlier_better=True, seed=0)
+    csv_rows: list[list[str]] = []
+    md: list[str] = []
+    families = sorted({r["family"] for r in rows})
+    generators = sorted({r["generator"] for r in rows})
+
+    # 1. epoch pairs
+    md += ["## 1. 2AFC accuracy on epoch pairs", "",
+           f"{len(pairs)} pairs (margin {margin:.0%}); 0.5 = chance. Columns: all pairs, then per family.", ""]
+    head = ["metric", f"all (n={len(pairs)})"] + [
+        f"{f} (n={sum(p.family.startswith(f) for p in pairs)})" for f in families]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fam = np.array([p.family.split("_")[0] for p in pairs])
+    for col in columns:
+        sa = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_a))]] for p in pairs])
+        sb = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_b))]] for p in pairs])
+        credit = two_afc_per_pair(sa, sb, [p.better for p in pairs], higher_is_better=higher_is_better(col))
+        cells = [col]
+        for group, sel in [("all", np.ones(len(pairs), bool))] + [(f, fam == f) for f in families]:
+            if sel.sum() == 0:
+                cells.append("-")
+                continue
+            value = float(credit[sel].mean())
+            ci = bootstrap_ci(np.mean, credit[sel], n_boot=n_boot, seed=0)
+            cells.append(f"{value:.3f} [{ci.low:.2f}, {ci.high:.2f}]")
+            csv_rows.append(["epoch_pairs", col, group, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(int(sel.sum()))])
+        md.append("| " + " | ".join(cells) + " |")
+
+    # 2. SROCC with epoch
+    md += ["", "## 2. SROCC with the training epoch, per generator", "",
+           "Metric oriented so that higher = better; 1 = the metric improves exactly with training progress.", ""]
+    head = ["metric"] + generators
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for col in columns:
+        cells = [col]
+        for g in generators:
+            sel = [r for r in rows if r["generator"] == g]
+            v = np.array([scores[col][r["files"]["fake"]] for r in sel])
+            e = np.array([int(r["epoch"]) for r in sel], dtype=np.float64)
+            hib = higher_is_better(col)
+            value = srocc(v, e, higher_is_better=hib)
+            ci = bootstrap_ci(lambda a, b: srocc(a, b, higher_is_better=hib), v, e, n_boot=n_boot, seed=0)
+            cells.append(f"{value:.2f} [{ci.low:.2f}, {ci.high:.2f}]")
+            csv_rows.append(["srocc_epoch", col, g, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(len(sel))])
+        md.append("| " + " | ".join(cells) + " |")
+
+    # 3. last-epoch means
+    md += ["", "## 3. Mean per generator at its last epoch", "",
+           "Descriptive: the direction (source-target) matters more than the family; compare within a column.", ""]
+    last = {g: max(int(r["epoch"]) for r in rows if r["generator"] == g) for g in generators}
+    head = ["metric"] + [f"{g} (ep {last[g]})" for g in generators]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for col in columns:
+        cells = [col]
+        for g in generators:
+            v = np.array([scores[col][r["files"]["fake"]] for r in rows if r["generator"] == g and int(r["epoch"]) == last[g]])
+            cells.append(f"{v.mean():.4g}")
+            csv_rows.append(["last_epoch_mean", col, g, f"{v.mean():.6f}", "", "", str(v.size)])
+        md.append("| " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n", csv_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("index", type=Path, help="synthesized.csv from `kcross-train synthesize`")
+    p.add_argument("--out", type=Path, default=None, help="write the Markdown page here (default: print)")
+    p.add_argument("--csv-out", type=Path, default=None)
+    p.add_argument("--metrics", default="kcross," + ",".join(BASELINES))
+    p.add_argument("--margin", type=float, default=0.1)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    rows = load_synthesized_set(args.index)
+    scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores")
+    tables, csv_rows = build_tables(rows, scores, margin=args.margin, n_boot=args.n_boot)
+    gens = sorted({r["generator"] for r in rows})
+    header = [
+        "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
+        f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
+        f"set digest {_digest(rows)}. Regenerate:", "",
+        "```console",
+        "kcross-train synthesize --runs runs/gan --out runs/synthesized",
+        "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
+        "```", "", NOTE.strip(), "",
+    ]
+    text = "\n".join(header) + tables + f"\n_Computed in {time.time() - start:.0f} s (scores cached in the set's `scores/`)._\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    if args.csv_out:
+        with open(args.csv_out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["table", "metric", "group", "value", "low", "high", "n"])
+            w.writerows(csv_rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
