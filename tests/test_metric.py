@@ -119,6 +119,24 @@ def test_custom_segmenter_callable(pair):
     assert calls and bool(res.has_lesion[0])
 
 
+def test_segment_returns_the_mask_the_metric_uses(pair):
+    fake, real, source, mask = pair
+    half = mask[..., :, : mask.shape[-1] // 2]
+
+    def seg(image):  # depends on the image, so a wrong crop/pad would show
+        return (image > 0.5).float()
+
+    m = KCross.untrained(segmenter=seg)
+    odd = real[..., :101, :99]
+    out = m.segment(odd)
+    assert out.dtype == torch.bool and out.shape == odd.shape
+    assert torch.equal(out, odd > 0.5)
+    with pytest.raises(ShapeError):
+        m.segment(half[0])
+    with pytest.raises(RangeError):
+        m.segment(real * 3)
+
+
 def test_custom_segmenter_bad_output_is_clear_error(pair):
     fake, real, _, _ = pair
     m = KCross.untrained(segmenter=lambda x: torch.zeros(3))
