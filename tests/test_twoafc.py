@@ -221,6 +221,53 @@ def test_pairs_from_synthesized_needs_mask_and_same_real():
         T.pairs_from_synthesized([{"fake": real[:10], "real": real, "epoch": 1, "generator": "g"}])
 
 
+def _write_synthesized(root, real: torch.Tensor, masks: dict[str, torch.Tensor]) -> str:
+    """A minimal synthesized.csv (the layout of `kcross-train synthesize`): two generators on one
+    slice, whose fakes get better with the epoch; each generator has its own lesion mask."""
+    from kcross_metric.train.translation.synthesize import COLUMNS
+
+    rows = []
+    (root / "refs").mkdir()
+    np.save(root / "refs" / "real.npy", real.numpy())
+    np.save(root / "refs" / "source.npy", (1 - real).numpy())
+    for g, mask in masks.items():
+        np.save(root / "refs" / f"mask_{g}.npy", mask.numpy())
+        for epoch, err in ((1, 0.3), (2, 0.1), (3, 0.02)):
+            fake = (real + err * torch.sin(torch.arange(S * S, dtype=torch.float32).reshape(S, S))).clamp(0, 1)
+            np.save(root / f"{g}_e{epoch}.npy", fake.numpy())
+            rows.append({"fake": f"{g}_e{epoch}.npy", "real": "refs/real.npy", "source": "refs/source.npy",
+                         "mask": f"refs/mask_{g}.npy", "mask_kind": "segmenter", "generator": g, "family": g.split("_")[0],
+                         "direction": "t1-t2", "source_contrast": "t1", "target_contrast": "t2", "epoch": epoch,
+                         "case": "c1", "slice": 7})
+    with open(root / "synthesized.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    return str(root / "synthesized.csv")
+
+
+def test_rule3_set_from_a_synthesized_set_keeps_distinct_masks(tmp_path):
+    real = torch.rand(S, S, generator=torch.Generator().manual_seed(3)) * 0.5 + 0.25
+    m1, m2 = torch.zeros(S, S), torch.zeros(S, S)
+    m1[10:20, 10:20] = 1
+    m2[30:50, 30:50] = 1
+    index = _write_synthesized(tmp_path, real, {"pix2pix_t1-t2": m1, "cyclegan_t1-t2": m2})
+    out = tmp_path / "pairs"
+    assert T.main(["--out", str(out), "--from-synthesized", index, "--margin", "0.1"]) == 0
+    pairs = T.load_twoafc_set(out / "pairs.csv")
+    assert len(pairs) == 6  # 3 epoch pairs per generator, the later epoch better in each
+    for p in pairs:
+        later_is_a = p.severity_a > p.severity_b
+        assert p.better == ("a" if later_is_a else "b") and p.rule == "synthesized_epochs"
+        expected = m1 if p.family.startswith("pix2pix") else m2
+        assert torch.equal(p.mask[0, 0], expected)  # same (case, slice) key, different masks: both kept
+    assert T.main(["--out", str(out), "--from-synthesized", index]) == 2  # no clobbering
+    assert T.main(["--out", str(tmp_path / "few"), "--from-synthesized", index, "--n-pairs-per-rule", "2"]) == 0
+    assert len(T.load_twoafc_set(tmp_path / "few" / "pairs.csv")) == 2
+    with pytest.raises(ConfigError, match="margin"):
+        T.build_synthesized_pairs(index, tmp_path / "none", margin=0.999)
+
+
 # ------------------------------------------------------------------ loading and splits
 
 

@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "TwoAFCPair",
     "build_twoafc_set",
+    "build_synthesized_pairs",
     "load_twoafc_set",
     "pairs_from_synthesized",
     "write_twoafc_set",

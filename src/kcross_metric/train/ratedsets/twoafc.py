@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import math
 import sys
 import time
@@ -58,6 +59,7 @@ __all__ = [
     "CaseSlices",
     "TwoAFCPair",
     "build_twoafc_set",
+    "build_synthesized_pairs",
     "load_case",
     "load_twoafc_set",
     "main",
@@ -566,15 +568,21 @@ def write_twoafc_set(pairs: Sequence[TwoAFCPair], out_dir: str | Path, *, overwr
     """
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
-    written: set[str] = set()
+    written: dict[str, str] = {}  # relative path -> content digest
 
     def save(t: torch.Tensor | None, name: str) -> str:
         if t is None:
             return ""
+        array = np.ascontiguousarray(t.detach().cpu().to(torch.float32).numpy().reshape(t.shape[-2:]))
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
         rel = f"arrays/{_safe(name)}.npy"
+        if rel in written and written[rel] != digest:
+            # same (case, slice, contrast) key but different content (e.g. lesion masks of two
+            # synthesis directions): keep both under content-addressed names
+            rel = f"arrays/{_safe(name)}_{digest[:12]}.npy"
         if rel not in written:
-            np.save(out / rel, t.detach().cpu().to(torch.float32).numpy().reshape(t.shape[-2:]))
-            written.add(rel)
+            np.save(out / rel, array, allow_pickle=False)
+            written[rel] = digest
         return rel
 
     csv_path = out / "pairs.csv"
@@ -681,6 +689,35 @@ def build_twoafc_set(
     return write_twoafc_set(pairs, out, overwrite=overwrite)
 
 
+def build_synthesized_pairs(
+    synthesized_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    margin: float = 0.1,
+    seed: int = 0,
+    max_pairs: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Rule-3 pairs (``synthesized_epochs``) from a synthesized set, written like :func:`build_twoafc_set`.
+
+    Every qualifying pair of epochs of one generator on one slice (:func:`pairs_from_synthesized`,
+    either direction) is made; with ``max_pairs`` a seeded random subset of that many is kept.
+    """
+    from ..translation.synthesize import load_synthesized_set
+
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace the set")
+    pairs = pairs_from_synthesized(load_synthesized_set(synthesized_csv), margin=margin,
+                                   allow_earlier_better=True, seed=seed)
+    if max_pairs is not None and len(pairs) > max_pairs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
+        pairs = [pairs[int(i)] for i in keep]
+    if not pairs:
+        raise ConfigError(f"no epoch pair of {synthesized_csv} differs by the margin {margin} both globally and in the lesion")
+    return write_twoafc_set(pairs, out, overwrite=overwrite)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m kcross_metric.train.ratedsets.twoafc --out DIR [--split ...] [--seed ...]``."""
     parser = argparse.ArgumentParser(
@@ -695,13 +732,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slice-range", type=int, nargs=2, default=(50, 80), metavar=("FIRST", "LAST"))
     parser.add_argument("--data-dir", default=None, help=f"shared data folder (default: via ${ENV_VAR})")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--from-synthesized", default=None, metavar="SYNTHESIZED_CSV",
+                        help="instead of rules 1-2, build rule-3 pairs (synthesized_epochs) from the synthesized set "
+                             "written by `kcross-train synthesize`")
+    parser.add_argument("--margin", type=float, default=0.1,
+                        help="rule 3: relative error reduction needed globally and in the lesion (default 0.1)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        csv_path = build_twoafc_set(
+        if args.from_synthesized is not None:
+            csv_path = build_synthesized_pairs(args.from_synthesized, args.out, margin=args.margin, seed=args.seed,
+                                               max_pairs=args.n_pairs_per_rule, overwrite=args.overwrite)
+        else:
+            csv_path = build_twoafc_set(
             args.out, split=args.split, n_pairs_per_rule=args.n_pairs_per_rule, seed=args.seed, size=args.size,
-            slice_range=tuple(args.slice_range), data_dir=args.data_dir, overwrite=args.overwrite,
-        )  # fmt: skip
+                slice_range=tuple(args.slice_range), data_dir=args.data_dir, overwrite=args.overwrite,
+            )  # fmt: skip
     except (ConfigError, OutputExistsError, FileFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
