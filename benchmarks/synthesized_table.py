@@ -158,10 +158,13 @@ def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margi
         f"{f} (n={sum(p.family.startswith(f) for p in pairs)})" for f in families]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fam = np.array([p.family.split("_")[0] for p in pairs])
+    overall: dict[str, float] = {}
+    mean_srocc: dict[str, float] = {}
     for col in columns:
         sa = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_a))]] for p in pairs])
         sb = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_b))]] for p in pairs])
         credit = two_afc_per_pair(sa, sb, [p.better for p in pairs], higher_is_better=higher_is_better(col))
+        overall[col] = float(credit.mean())
         cells = [col]
         for group, sel in [("all", np.ones(len(pairs), bool))] + [(f, fam == f) for f in families]:
             if sel.sum() == 0:
@@ -180,15 +183,18 @@ def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margi
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for col in columns:
         cells = [col]
+        values = []
         for g in generators:
             sel = [r for r in rows if r["generator"] == g]
             v = np.array([scores[col][r["files"]["fake"]] for r in sel])
             e = np.array([int(r["epoch"]) for r in sel], dtype=np.float64)
             hib = higher_is_better(col)
             value = srocc(v, e, higher_is_better=hib)
+            values.append(value)
             ci = bootstrap_ci(lambda a, b: srocc(a, b, higher_is_better=hib), v, e, n_boot=n_boot, seed=0)
             cells.append(f"{value:.2f} [{ci.low:.2f}, {ci.high:.2f}]")
             csv_rows.append(["srocc_epoch", col, g, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(len(sel))])
+        mean_srocc[col] = float(np.mean(values))
         md.append("| " + " | ".join(cells) + " |")
 
     # 3. last-epoch means
@@ -204,7 +210,23 @@ def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margi
             cells.append(f"{v.mean():.4g}")
             csv_rows.append(["last_epoch_mean", col, g, f"{v.mean():.6f}", "", "", str(v.size)])
         md.append("| " + " | ".join(cells) + " |")
+    md += ["", "## Summary (computed from the tables above)", "", *summary(overall, mean_srocc)]
     return "\n".join(md) + "\n", csv_rows
+
+
+def summary(overall: dict[str, float], mean_srocc: dict[str, float]) -> list[str]:
+    """Plain-language ranking lines, generated so that they always match the numbers."""
+    def ranked(d: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+
+    lines = [f"- Epoch-pair accuracy, best first: {ranked(overall)}.",
+             f"- Mean SROCC with the epoch over generators, best first: {ranked(mean_srocc)}."]
+    if "K-CROSS" in overall:
+        beat = [k for k, v in overall.items() if not k.startswith("K-CROSS") and v > overall["K-CROSS"]]
+        lines.append(f"- Baselines above K-CROSS on epoch pairs: {', '.join(beat) if beat else 'none'}.")
+        beat = [k for k, v in mean_srocc.items() if not k.startswith("K-CROSS") and v > mean_srocc["K-CROSS"]]
+        lines.append(f"- Baselines above K-CROSS in mean SROCC with the epoch: {', '.join(beat) if beat else 'none'}.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
