@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
         f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
         f"set digest {_digest(rows)}. Regenerate:", "",
+        "<!-- not-tested: needs the trained translation runs under runs/gan (hours of CPU) -->",
         "```console",
         "kcross-train synthesize --runs runs/gan --out runs/synthesized",
         "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
