@@ -45,6 +45,8 @@ KCROSS_COLUMNS = ("K-CROSS", "K-CROSS complex branch", "K-CROSS tumor branch", "
                   "K-CROSS without source", "K-CROSS (segmenter masks)")
 SETTINGS = "data_range=1;v1"
 
+NEVER_SAW = ("K-CROSS's networks never saw these\ngenerators' outputs (they were trained before the set existed, "
+             "on training cases only).")
 NOTE = """
 **Read this before quoting the tables.** No radiologist rated these images. Table 1 orders two epochs
 of one generator by squared error (global and inside the lesion mask, both >= 10 % lower), so MAE and
@@ -92,21 +94,28 @@ def _digest(rows: list[dict]) -> str:
     return hashlib.sha256("\n".join(r["files"]["fake"] for r in rows).encode()).hexdigest()[:16]
 
 
-def _load_cache(path: Path) -> dict[str, float]:
+def _load_cache(path: Path, settings: str = SETTINGS) -> dict[str, float]:
     if not path.exists():
         return {}
     with open(path, newline="") as fh:
-        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh) if r["settings"] == SETTINGS}
+        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh) if r["settings"] == settings}
 
 
-def _save_cache(path: Path, scores: dict[str, float]) -> None:
+def _save_cache(path: Path, scores: dict[str, float], settings: str = SETTINGS) -> None:
+    """Write ``scores`` under ``settings``; rows of other settings (e.g. other weights) are kept."""
+    kept: list[dict[str, str]] = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["settings"] != settings]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["fake", "settings", "score"])
+        for r in kept:
+            w.writerow([r["fake"], r["settings"], r["score"]])
         for fake, s in sorted(scores.items()):
-            w.writerow([fake, SETTINGS, repr(float(s))])
+            w.writerow([fake, settings, repr(float(s))])
     tmp.replace(path)
 
 
@@ -115,8 +124,11 @@ def _stack(rows: list[dict], key: str) -> torch.Tensor:
 
 
 def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int = 16,
-               verbose: bool = True) -> dict[str, dict[str, float]]:
-    """Per-image scores ``{column: {fake path: score}}`` for the baselines and the K-CROSS columns."""
+               verbose: bool = True, weights: Path | None = None) -> dict[str, dict[str, float]]:
+    """Per-image scores ``{column: {fake path: score}}`` for the baselines and the K-CROSS columns.
+
+    K-CROSS scores are cached per weights file (its SHA-256 is part of the cache settings).
+    """
     out: dict[str, dict[str, float]] = {}
     kcross_needed = "kcross" in metrics
     for name in [m for m in metrics if m != "kcross"]:
@@ -136,12 +148,13 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
                 print(f"{name}: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
         out[name] = scores
     if kcross_needed:
+        metric = KCross(weights)
+        kc_settings = f"{SETTINGS};weights={metric.version.get('weights_sha256')}"
         caches = {c: cache_dir / f"kcross_{i}.csv" for i, c in enumerate(KCROSS_COLUMNS)}
-        loaded = {c: _load_cache(p) for c, p in caches.items()}
+        loaded = {c: _load_cache(p, kc_settings) for c, p in caches.items()}
         todo = [r for r in rows if any(r["files"]["fake"] not in loaded[c] for c in KCROSS_COLUMNS)]
         if todo:
             start = time.time()
-            metric = KCross()
             with torch.no_grad():
                 for i in range(0, len(todo), batch):
                     chunk = todo[i : i + batch]
@@ -155,7 +168,7 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
                     for c, v in cols.items():
                         loaded[c].update({r["files"]["fake"]: float(x) for r, x in zip(chunk, v)})
             for c, p in caches.items():
-                _save_cache(p, loaded[c])
+                _save_cache(p, loaded[c], kc_settings)
             if verbose:
                 print(f"kcross: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
         out.update(loaded)
@@ -264,22 +277,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin", type=float, default=0.1)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--weights", type=Path, default=None,
+                   help="K-CROSS weights file (default: the bundled weights); its SHA-256 keys the score cache")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.time()
     rows = load_synthesized_set(args.index)
-    scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores")
+    scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores",
+                        weights=args.weights)
+    weights_sha = str(KCross(args.weights).version.get("weights_sha256"))[:16]
+    note = NOTE.strip() if args.weights is None else NOTE.strip().replace(NEVER_SAW, f"K-CROSS weights: `{args.weights}`.")
     tables, csv_rows = build_tables(rows, scores, margin=args.margin, n_boot=args.n_boot)
     gens = sorted({r["generator"] for r in rows})
     header = [
         "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
         f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
-        f"set digest {_digest(rows)}. Regenerate:", "",
+        f"set digest {_digest(rows)}; K-CROSS weights sha256 `{weights_sha}`. Regenerate:", "",
         "<!-- not-tested: needs the trained translation runs under runs/gan (hours of CPU) -->",
         "```console",
         "kcross-train synthesize --runs runs/gan --out runs/synthesized",
         "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
-        "```", "", NOTE.strip(), "", "",
+        "```", "", note, "", "",
     ]
     digest = _digest(rows)
     findings = FINDINGS if digest == FINDINGS_DIGEST else (

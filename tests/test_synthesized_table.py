@@ -83,3 +83,24 @@ def test_kcross_columns_include_the_branches(tiny_set):
     assert set(scores) == set(bench.KCROSS_COLUMNS)
     for col in bench.KCROSS_COLUMNS:
         assert all(0.0 <= v <= 1.0 for v in scores[col].values())
+
+
+def test_kcross_scores_are_cached_per_weights_file(tiny_set, tmp_path):
+    """Other weights must not read the bundled weights' cached scores (and must not erase them)."""
+    from kcross_metric.weights import bundled_dir, load_safetensors_with_metadata, save_safetensors, write_checksums
+
+    bench = _bench()
+    rows = load_synthesized_set(tiny_set)[:2]
+    cache = tiny_set.parent / "scores"
+    bundled = bench.score_rows(rows, ["kcross"], cache, verbose=False)
+    tensors, metadata = load_safetensors_with_metadata(bundled_dir() / "kcross.safetensors")
+    key = next(k for k in tensors if k.startswith("complex_score"))
+    tensors[key] = tensors[key] * 0.5  # other (still valid) score-network weights
+    other = tmp_path / "w" / "kcross.safetensors"
+    other.parent.mkdir()
+    save_safetensors(tensors, other, metadata=metadata)
+    write_checksums(other.parent)
+    changed = bench.score_rows(rows, ["kcross"], cache, verbose=False, weights=other)
+    assert changed["K-CROSS"] != bundled["K-CROSS"]
+    assert changed["K-CROSS tumor branch"] == bundled["K-CROSS tumor branch"]  # branch qualities do not use the heads
+    assert bench.score_rows(rows, ["kcross"], cache, verbose=False) == bundled

@@ -57,3 +57,49 @@ def test_bad_config_key_is_a_clear_error(tmp_path, capsys):
     cfg.write_text("epochz: 3\n")
     assert train_main(["segmenter", "--run", str(tmp_path / "r"), "--config", str(cfg)]) == 2
     assert "unknown SegmenterConfig option(s): epochz" in capsys.readouterr().err
+
+
+def test_stage2_adds_further_pair_sets(runs, tmp_path):
+    """--add-pairs appends a pair set (here: 3 noise-level pairs of a phantom) to the training pairs."""
+    from kcross_metric.phantom import make_phantom
+    from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, write_twoafc_set
+
+    ref = make_phantom((64, 64), contrasts=("t2",), seed=0)["t2"]
+    gen = torch.Generator().manual_seed(0)
+    pairs = []
+    for i in range(3):
+        noise = torch.randn(ref.shape, generator=gen)
+        mild, strong = (ref + 0.02 * noise).clamp(0, 1), (ref + 0.2 * noise).clamp(0, 1)
+        pairs.append(TwoAFCPair(f"p{i}", "phantom", 0, "t2", "t1", "synthesized_epochs", "noise",
+                                0.02, 0.2, "a", ref, mild, strong))
+    extra = write_twoafc_set(pairs, tmp_path / "extra")
+    run = tmp_path / "stage2"
+    args = ["stage2", "--run", str(run), "--smoke", "--segmenter", str(runs / "segmenter"),
+            "--stage1", str(runs / "stage1"), "--add-pairs", str(extra)]
+    assert train_main(args) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert state["config"]["add_pairs_csv"] == [str(extra)]
+    base = json.loads((runs / "stage2" / "log.jsonl").read_text().splitlines()[-1])
+    with_extra = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert "val_train_2afc_synthesized_epochs" in with_extra and "val_train_2afc_synthesized_epochs" not in base
+
+
+def test_pair_bank_mixes_image_sizes_and_keeps_pair_order():
+    from kcross_metric.phantom import make_phantom
+    from kcross_metric.train.ratedsets.twoafc import TwoAFCPair
+    from kcross_metric.train.stage2 import pair_bank
+
+    metric = KCross()
+    pairs = []
+    for i, size in enumerate((64, 96, 64, 96)):
+        ph = make_phantom((size, size), contrasts=("t2", "t1"), seed=i)
+        ref, src = ph["t2"], ph["t1"] if i != 3 else None
+        pairs.append(TwoAFCPair(f"p{i}", "phantom", 0, "t2", "t1", "same_family", "noise", 0.0, 0.1,
+                                "a" if i % 2 else "b", ref, ref, (ref + 0.1 * i).clamp(0, 1), src))
+    mixed = pair_bank(metric, pairs)
+    for i, p in enumerate(pairs):
+        alone = pair_bank(metric, [p])
+        for key in ("vc", "vt", "vs", "vc_b", "vt_b", "vs_b"):
+            # batch composition moves float sums by ~1e-4 (oneDNN picks kernels by batch size)
+            assert torch.allclose(mixed[key][i], alone[key][0], rtol=1e-3, atol=1e-3), (i, key)
+    assert mixed["a_better"].tolist() == [0.0, 1.0, 0.0, 1.0]

@@ -186,3 +186,19 @@ def test_synthesize_cli_refuses_to_clobber(smoke_runs, tmp_path, capsys):
     assert train_main(["synthesize", "--runs", str(smoke_runs), "--out", str(out), "--masks", "none"]) == 2
     assert (out / "synthesized.csv").read_text() == "mine\n"
     assert "exists" in capsys.readouterr().err
+
+
+def test_synthesized_set_of_the_training_cases_never_holds_a_validation_case(smoke_runs, tmp_path):
+    from kcross_metric.train.splits import TRAIN_CASES, VALIDATION_CASES
+    from kcross_metric.train.translation.synthesize import write_synthesized_set
+
+    out = tmp_path / "train_set"
+    assert train_main(["synthesize", "--runs", str(smoke_runs), "--out", str(out), "--split", "train",
+                       "--masks", "none"]) == 0
+    with open(out / "synthesized.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cases = {r["case"] for r in rows}
+    assert cases and cases <= set(TRAIN_CASES) and not cases & set(VALIDATION_CASES)
+    assert json.loads((out / "dataset.json").read_text())["split"] == "train"
+    with pytest.raises(ConfigError, match="split"):
+        write_synthesized_set(smoke_runs, tmp_path / "x", split="test")

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--segmenter", type=Path, required=True, help="segmenter run directory")
             p.add_argument("--stage1", type=Path, required=True, help="stage-1 run directory")
             p.add_argument("--pairs", type=Path, default=None, help="2AFC pairs.csv (default: built from training cases)")
+            p.add_argument("--add-pairs", type=Path, action="append", default=[], metavar="PAIRS_CSV",
+                           help="a further 2AFC pairs.csv added to the training pairs (repeatable)")
             p.add_argument("--rated", type=Path, default=None, help="rated set CSV: fake,real,source,score")
             p.add_argument("--val-pairs", type=Path, default=None, help="validation 2AFC pairs.csv")
     p = sub.add_parser("translation", help="train a cross-modality translation model (synthesized rated set)")
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (index synthesized.csv + .npy slices)")
     p.add_argument("--masks", choices=("segmenter", "none"), default="segmenter",
                    help="lesion masks of cases without a manual segmentation (default: the bundled K-CROSS segmenter)")
+    p.add_argument("--split", choices=("validation", "train"), default="validation",
+                   help="cases to synthesize: the held-out validation cases (default) or the training cases")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
     p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
     p.add_argument("--debug", action="store_true")
@@ -95,7 +99,7 @@ def _body(args: argparse.Namespace) -> int:
     if args.stage == "synthesize":
         from ..train.translation.synthesize import write_synthesized_set
 
-        index = write_synthesized_set(args.runs, args.out, masks=args.masks, overwrite=args.overwrite,
+        index = write_synthesized_set(args.runs, args.out, masks=args.masks, split=args.split, overwrite=args.overwrite,
                                       root=args.data_root)
         print(f"synthesize: wrote {index}")
         return EXIT_OK
@@ -121,6 +125,8 @@ def _body(args: argparse.Namespace) -> int:
         overrides["data_root"] = str(args.data_root)
     if args.stage == "stage2":
         overrides.update(pairs_csv=str(args.pairs) if args.pairs else None, rated_csv=str(args.rated) if args.rated else None)
+        if args.add_pairs:
+            overrides["add_pairs_csv"] = [str(p) for p in args.add_pairs]
     config = load_config(cls, config_path, **overrides)
     resume = not args.no_resume
     if args.stage == "segmenter":

@@ -56,11 +56,18 @@ class Stage2Config:
     seed: int = 0
     pairs_csv: str | None = None  #: 2AFC pairs (ranking loss); built from train cases if None
     rated_csv: str | None = None  #: rated set fake,real,source,score (MSE inconsistency loss)
+    #: further 2AFC pair sets added to the pairs above, e.g. rule-3 pairs of synthesized outputs
+    #: of the training cases (``twoafc --from-synthesized``)
+    add_pairs_csv: list[str] = field(default_factory=list)
     n_pairs_per_rule: int = 40
     epochs: int = 300
     lr: float = 1e-3
     weight_decay: float = 1e-4
     temperature: float = 0.05
+    #: where the 2AFC ranking loss compares the two sides: "score" (K-CROSS values; the shipped
+    #: weights) or "log" (log-scores, i.e. the score networks' summed distances; does not fade
+    #: when both sides score near 0, as GAN outputs do)
+    rank_space: str = "score"
     batch_size: int = 64
     threads: int = 2
     data_root: str | None = None

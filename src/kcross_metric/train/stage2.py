@@ -3,7 +3,8 @@
 The stage-1 networks and the segmenter stay frozen, so every branch difference vector is computed
 once (:meth:`KCross.slice_features`) and the two score networks are fitted on the stored vectors:
 
-* on a 2AFC pair set (built from the *training* cases by default, or read from ``pairs_csv``):
+* on a 2AFC pair set (built from the *training* cases by default, or read from ``pairs_csv``;
+  ``add_pairs_csv`` appends further sets, e.g. rule-3 pairs of GAN outputs of the training cases):
   Bradley-Terry ranking loss, the better side must score higher;
 * on a rated set (``rated_csv`` with columns ``fake,real,source,score``, score in [0, 1], higher is
   better): the paper's MSE "inconsistency" loss between K-CROSS and the rating.
@@ -38,8 +39,12 @@ class ScoreHeads(nn.Module):
         self.complex_score = ComplexScoreNet()
         self.natural_score = NaturalScoreNet()
 
+    def energy(self, vc: torch.Tensor, vt: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
+        """``-log`` of the score: the summed distances of the two score networks (Eq. 20)."""
+        return self.complex_score(vc) + self.natural_score(torch.cat([vt, vs], dim=1))
+
     def forward(self, vc: torch.Tensor, vt: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-(self.complex_score(vc) + self.natural_score(torch.cat([vt, vs], dim=1))))
+        return torch.exp(-self.energy(vc, vt, vs))
 
 
 class FeatureBank(dict):
@@ -61,14 +66,28 @@ def features_of(
 
 
 def pair_bank(kcross: KCross, pairs: Sequence[object]) -> FeatureBank:
-    """Feature vectors of both sides of 2AFC pairs (``TwoAFCPair`` records)."""
-    ref = torch.cat([p.reference for p in pairs])  # type: ignore[attr-defined]
-    a = torch.cat([p.a for p in pairs])  # type: ignore[attr-defined]
-    b = torch.cat([p.b for p in pairs])  # type: ignore[attr-defined]
-    src = torch.cat([p.source for p in pairs]) if all(p.source is not None for p in pairs) else None  # type: ignore[attr-defined]
+    """Feature vectors of both sides of 2AFC pairs (``TwoAFCPair`` records).
+
+    Pairs of different image sizes (e.g. 256x256 constructed pairs and 128x128 synthesized ones) are
+    run in groups of one size; the bank keeps the order of ``pairs``.
+    """
+    groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault((tuple(p.reference.shape), p.source is not None), []).append(i)  # type: ignore[attr-defined]
+    order = [i for idx in groups.values() for i in idx]
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for (_, has_source), idx in groups.items():
+        group = [pairs[i] for i in idx]
+        ref = torch.cat([p.reference for p in group])  # type: ignore[attr-defined]
+        src = torch.cat([p.source for p in group]) if has_source else None  # type: ignore[attr-defined]
+        a = features_of(kcross, torch.cat([p.a for p in group]), ref, src)  # type: ignore[attr-defined]
+        b = features_of(kcross, torch.cat([p.b for p in group]), ref, src)  # type: ignore[attr-defined]
+        parts.append((*a, *b))
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(order))
     bank = FeatureBank()
-    bank["vc"], bank["vt"], bank["vs"] = features_of(kcross, a, ref, src)
-    bank["vc_b"], bank["vt_b"], bank["vs_b"] = features_of(kcross, b, ref, src)
+    for j, key in enumerate(("vc", "vt", "vs", "vc_b", "vt_b", "vs_b")):
+        bank[key] = torch.cat([part[j] for part in parts])[back]
     bank["a_better"] = torch.tensor([1.0 if p.better == "a" else 0.0 for p in pairs])  # type: ignore[attr-defined]
     bank["rules"] = [p.rule + ":" + p.family for p in pairs]  # type: ignore[attr-defined]
     return bank
@@ -126,6 +145,10 @@ def train_stage2(
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     kcross = KCross.from_networks(networks)
+    if config.rank_space not in ("score", "log"):
+        raise ConfigError(f"rank_space must be 'score' or 'log', got {config.rank_space!r}")
+    if isinstance(config.add_pairs_csv, str) or not all(isinstance(p, str) for p in config.add_pairs_csv):
+        raise ConfigError(f"add_pairs_csv must be a list of pairs.csv paths, got {config.add_pairs_csv!r}")
     if train_bank is None:
         train_bank = FeatureBank()
         if config.pairs_csv or not config.rated_csv:
@@ -137,6 +160,8 @@ def train_stage2(
             else:
                 loaded = [load_case(c, data_dir=config.data_root) for c in TRAIN_CASES]
                 pairs = generate_pairs(loaded, n_pairs_per_rule=config.n_pairs_per_rule, seed=config.seed)
+            for extra in config.add_pairs_csv:
+                pairs = list(pairs) + list(load_twoafc_set(extra))
             train_bank.update(pair_bank(kcross, pairs))
         if config.rated_csv:
             rated = rated_bank(kcross, config.rated_csv)
@@ -154,9 +179,12 @@ def train_stage2(
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, config.batch_size):
                 idx = order[i : i + config.batch_size]
-                sa = heads(train_bank["vc"][idx], train_bank["vt"][idx], train_bank["vs"][idx])
-                sb = heads(train_bank["vc_b"][idx], train_bank["vt_b"][idx], train_bank["vs_b"][idx])
-                loss = ranking_loss(sa, sb, train_bank["a_better"][idx], config.temperature)
+                ea = heads.energy(train_bank["vc"][idx], train_bank["vt"][idx], train_bank["vs"][idx])
+                eb = heads.energy(train_bank["vc_b"][idx], train_bank["vt_b"][idx], train_bank["vs_b"][idx])
+                if config.rank_space == "log":  # log sa - log sb = eb - ea: scale-free near the floor
+                    loss = ranking_loss(-ea, -eb, train_bank["a_better"][idx], config.temperature)
+                else:
+                    loss = ranking_loss(torch.exp(-ea), torch.exp(-eb), train_bank["a_better"][idx], config.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -97,34 +97,42 @@ def write_synthesized_set(
     out: str | Path,
     *,
     masks: str = "segmenter",
+    split: str = "validation",
     overwrite: bool = False,
     root: str | Path | None = None,
     batch_size: int = 16,
 ) -> Path:
     """Write every finished epoch of every translation run under ``runs_dir`` to ``out``.
 
+    ``split="validation"`` (the default) gives the held-out synthesized set. ``split="train"`` writes
+    the same models' outputs on the *training* cases (the generators saw these cases, so the outputs
+    are in-sample): material to fit the metric's score networks on GAN outputs without touching a
+    validation case. Slices follow each run's ``val_slice_range``/``val_slice_step`` either way.
+
     Returns the path of the index CSV. Raises :class:`OutputExistsError` if ``out`` already holds
     an index and ``overwrite`` is False, :class:`ConfigError` for no runs or a bad ``masks``.
     """
     if masks not in ("segmenter", "none"):
         raise ConfigError(f"masks must be 'segmenter' or 'none', got {masks!r}")
+    if split not in ("validation", "train"):
+        raise ConfigError(f"split must be 'validation' or 'train', got {split!r}")
     out = Path(out)
     index = out / "synthesized.csv"
     if index.exists() and not overwrite:
         raise OutputExistsError(f"{index} exists; pass overwrite=True (--overwrite) to replace the set")
     runs = find_runs(runs_dir)
     rows: list[dict[str, Any]] = []
-    provenance: dict[str, Any] = {"runs": [], "masks": masks}
+    provenance: dict[str, Any] = {"runs": [], "masks": masks, "split": split}
     refs_done: dict[str, list[dict[str, str]]] = {}
     for run_path, cfg, epochs_done in runs:
         source_c, target_c = parse_direction(cfg.direction)
-        val = paired_slices("validation", cfg.direction, crop=cfg.crop, size=cfg.size,
+        val = paired_slices(split, cfg.direction, crop=cfg.crop, size=cfg.size,
                             slice_range=cfg.val_slice_range, step=cfg.val_slice_step, root=root)
         ref_key = f"{cfg.direction}@{cfg.crop}/{cfg.size}/{cfg.val_slice_range}/{cfg.val_slice_step}"
         if ref_key not in refs_done:
             predicted = None
             if masks == "segmenter" and not bool(val.has_lesion_label.all()):
-                full = paired_slices("validation", cfg.direction, crop=cfg.crop, size=cfg.crop,
+                full = paired_slices(split, cfg.direction, crop=cfg.crop, size=cfg.crop,
                                      slice_range=cfg.val_slice_range, step=cfg.val_slice_step, root=root)
                 predicted = _predicted_masks(cfg, full)
             refs = []
