@@ -90,32 +90,50 @@ def _key(row: dict) -> tuple[str, str, int, int]:
     return (row["generator"], row["case"], int(row["slice"]), int(row["epoch"]))
 
 
+def _content(row: dict) -> str:
+    """SHA-1 of the arrays a metric sees for a row (fake, real, source, mask): cache rows of a set
+    re-synthesized into the same folder (same paths, new images) are not reused."""
+    h = hashlib.sha1()
+    for key in ("fake", "real", "source", "mask"):
+        arr = row.get(key)
+        if arr is not None:
+            h.update(np.ascontiguousarray(np.asarray(arr, dtype=np.float32)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _contents(rows: list[dict]) -> dict[str, str]:
+    return {r["files"]["fake"]: _content(r) for r in rows}
+
+
 def _digest(rows: list[dict]) -> str:
-    return hashlib.sha256("\n".join(r["files"]["fake"] for r in rows).encode()).hexdigest()[:16]
+    """Digest of the set: every row's path and image content, in order."""
+    return hashlib.sha256("\n".join(f"{r['files']['fake']}@{_content(r)}" for r in rows).encode()).hexdigest()[:16]
 
 
-def _load_cache(path: Path, settings: str = SETTINGS) -> dict[str, float]:
+def _load_cache(path: Path, contents: dict[str, str], settings: str = SETTINGS) -> dict[str, float]:
+    """Cached scores of the rows whose path, content and metric settings all match."""
     if not path.exists():
         return {}
     with open(path, newline="") as fh:
-        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh) if r["settings"] == settings}
+        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh)
+                if r["settings"] == settings and r.get("content") == contents.get(r["fake"])}
 
 
-def _save_cache(path: Path, scores: dict[str, float], settings: str = SETTINGS) -> None:
+def _save_cache(path: Path, scores: dict[str, float], contents: dict[str, str], settings: str = SETTINGS) -> None:
     """Write ``scores`` under ``settings``; rows of other settings (e.g. other weights) are kept."""
     kept: list[dict[str, str]] = []
     if path.exists():
         with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r["settings"] != settings]
+            kept = [r for r in csv.DictReader(fh) if r["settings"] != settings and r.get("content")]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["fake", "settings", "score"])
+        w.writerow(["fake", "content", "settings", "score"])
         for r in kept:
-            w.writerow([r["fake"], r["settings"], r["score"]])
+            w.writerow([r["fake"], r["content"], r["settings"], r["score"]])
         for fake, s in sorted(scores.items()):
-            w.writerow([fake, settings, repr(float(s))])
+            w.writerow([fake, contents[fake], settings, repr(float(s))])
     tmp.replace(path)
 
 
@@ -130,10 +148,11 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
     K-CROSS scores are cached per weights file (its SHA-256 is part of the cache settings).
     """
     out: dict[str, dict[str, float]] = {}
+    contents = _contents(rows)
     kcross_needed = "kcross" in metrics
     for name in [m for m in metrics if m != "kcross"]:
         path = cache_dir / f"{name}.csv"
-        scores = _load_cache(path)
+        scores = _load_cache(path, contents)
         todo = [r for r in rows if r["files"]["fake"] not in scores]
         if todo:
             start = time.time()
@@ -143,7 +162,7 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
                     chunk = todo[i : i + batch]
                     values = m(_stack(chunk, "fake"), _stack(chunk, "real"))
                     scores.update({r["files"]["fake"]: float(v) for r, v in zip(chunk, values)})
-            _save_cache(path, scores)
+            _save_cache(path, scores, contents)
             if verbose:
                 print(f"{name}: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
         out[name] = scores
@@ -151,7 +170,7 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
         metric = KCross(weights)
         kc_settings = f"{SETTINGS};weights={metric.version.get('weights_sha256')}"
         caches = {c: cache_dir / f"kcross_{i}.csv" for i, c in enumerate(KCROSS_COLUMNS)}
-        loaded = {c: _load_cache(p, kc_settings) for c, p in caches.items()}
+        loaded = {c: _load_cache(p, contents, kc_settings) for c, p in caches.items()}
         todo = [r for r in rows if any(r["files"]["fake"] not in loaded[c] for c in KCROSS_COLUMNS)]
         if todo:
             start = time.time()
@@ -168,7 +187,7 @@ def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int
                     for c, v in cols.items():
                         loaded[c].update({r["files"]["fake"]: float(x) for r, x in zip(chunk, v)})
             for c, p in caches.items():
-                _save_cache(p, loaded[c], kc_settings)
+                _save_cache(p, loaded[c], contents, kc_settings)
             if verbose:
                 print(f"kcross: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
         out.update(loaded)

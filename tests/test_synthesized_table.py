@@ -104,3 +104,20 @@ def test_kcross_scores_are_cached_per_weights_file(tiny_set, tmp_path):
     assert changed["K-CROSS"] != bundled["K-CROSS"]
     assert changed["K-CROSS tumor branch"] == bundled["K-CROSS tumor branch"]  # branch qualities do not use the heads
     assert bench.score_rows(rows, ["kcross"], cache, verbose=False) == bundled
+
+
+def test_a_set_resynthesized_into_the_same_folder_is_scored_afresh(tiny_set):
+    """Same paths, new images (e.g. `kcross-train synthesize --overwrite` after retraining a model):
+    the cache must not hand back the old images' scores, and the set digest must change."""
+    bench = _bench()
+    rows = load_synthesized_set(tiny_set)
+    cache = tiny_set.parent / "scores"
+    before = bench.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
+    digest = bench._digest(rows)
+    first = rows[0]["files"]["fake"]
+    np.save(tiny_set.parent / first, np.zeros((S, S), dtype=np.float32))
+    rows = load_synthesized_set(tiny_set)
+    after = bench.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
+    assert after[first] != before[first]
+    assert all(after[k] == before[k] for k in before if k != first)
+    assert bench._digest(rows) != digest

@@ -103,3 +103,45 @@ def test_pair_bank_mixes_image_sizes_and_keeps_pair_order():
             # batch composition moves float sums by ~1e-4 (oneDNN picks kernels by batch size)
             assert torch.allclose(mixed[key][i], alone[key][0], rtol=1e-3, atol=1e-3), (i, key)
     assert mixed["a_better"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_stage2_from_the_bundled_weights_and_export_on_a_base(tmp_path, capsys):
+    """Refit only the score networks: no segmenter/stage-1 runs, the bundled networks are the base."""
+    from kcross_metric.weights import bundled_dir, load_safetensors_with_metadata
+
+    need_shared("data", "brats", "BraTS-GLI-00000-000")
+    run = tmp_path / "stage2"
+    assert train_main(["stage2", "--run", str(run), "--smoke"]) == 0
+    out = tmp_path / "w" / "kcross.safetensors"
+    out.parent.mkdir()
+    assert train_main(["export", "--base-weights", "bundled", "--stage2", str(run), "--out", str(out)]) == 0
+    new, meta = load_safetensors_with_metadata(out)
+    base, base_meta = load_safetensors_with_metadata(bundled_dir() / "kcross.safetensors")
+    refit = json.loads(meta["stage2_state"])
+    assert refit["config"]["epochs"] == 2 and meta["segmenter_state"] == base_meta["segmenter_state"]
+    assert meta["stage1_state"] == base_meta["stage1_state"] and len(meta["base_weights_sha256"]) == 64
+    for key in base:
+        same = torch.equal(new[key], base[key])
+        assert same != key.startswith(("complex_score", "natural_score")), key  # only the heads changed
+    x = torch.rand(1, 1, 64, 64)
+    assert torch.allclose(KCross(weights=out)(x, x), torch.ones(1), atol=1e-5)
+    # the card of the refitted file: segmenter and stage-1 sections copied from the bundled card
+    from kcross_metric.train.model_card import card_section, main as card_main
+
+    base_card = (bundled_dir() / "kcross.md").read_text()
+    card = tmp_path / "w" / "kcross.md"
+    assert card_main(["--stage2", str(run), "--weights", str(out), "--out", str(card),
+                      "--base-card", str(bundled_dir() / "kcross.md")]) == 0
+    text = card.read_text()
+    assert card_section(base_card, "segmenter") in text and card_section(base_card, "stage1") in text
+    assert card_section(base_card, "stage2") not in text and meta["base_weights_sha256"] in text
+    assert '"epochs": 2' in card_section(text, "stage2")
+    capsys.readouterr()
+    # half the runs, and a base file beside runs, are clear errors
+    assert train_main(["stage2", "--run", str(tmp_path / "x"), "--smoke", "--segmenter", str(run)]) == 2
+    assert "both --segmenter and --stage1" in capsys.readouterr().err
+    assert train_main(["export", "--stage2", str(run), "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "no run for segmenter, stage1" in capsys.readouterr().err
+    assert train_main(["export", "--base-weights", str(tmp_path / "missing.safetensors"), "--stage2", str(run),
+                       "--out", str(tmp_path / "z.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err

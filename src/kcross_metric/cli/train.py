@@ -4,6 +4,11 @@
     kcross-train stage1    --config stage1.yaml    --run runs/stage1
     kcross-train stage2    --config stage2.yaml    --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1
     kcross-train export    --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 --out kcross.safetensors
+
+Refit only the score networks on your own rated set, keeping the bundled segmenter and stage 1:
+
+    kcross-train stage2 --run runs/stage2_mine --rated my_ratings.csv          # networks: bundled weights
+    kcross-train export --base-weights bundled --stage2 runs/stage2_mine --out mine/kcross.safetensors
     kcross-train translation --family pix2pix --direction t1-t2 --run runs/gan/pix2pix_t1-t2
     kcross-train synthesize  --runs runs/gan --out runs/synthesized
 
@@ -50,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
         p.add_argument("--debug", action="store_true")
         if stage == "stage2":
-            p.add_argument("--segmenter", type=Path, required=True, help="segmenter run directory")
-            p.add_argument("--stage1", type=Path, required=True, help="stage-1 run directory")
+            p.add_argument("--segmenter", type=Path, default=None,
+                           help="segmenter run directory (with --stage1; default: both from --base-weights)")
+            p.add_argument("--stage1", type=Path, default=None, help="stage-1 run directory (with --segmenter)")
+            p.add_argument("--base-weights", default=None, metavar="PATH|bundled",
+                           help="take the segmenter and stage-1 networks from this weight file "
+                                "(default when no runs are given: 'bundled', the shipped kcross.safetensors)")
             p.add_argument("--pairs", type=Path, default=None, help="2AFC pairs.csv (default: built from training cases)")
             p.add_argument("--add-pairs", type=Path, action="append", default=[], metavar="PAIRS_CSV",
                            help="a further 2AFC pairs.csv added to the training pairs (repeatable)")
@@ -77,13 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
     p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
     p.add_argument("--debug", action="store_true")
-    p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs")
+    p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs (or a base file and some runs)")
     for name in ("segmenter", "stage1", "stage2"):
-        p.add_argument(f"--{name}", type=Path, required=True)
+        p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run directory")
+    p.add_argument("--base-weights", default=None, metavar="PATH|bundled",
+                   help="weight file the parts without a run are taken from ('bundled': the shipped file)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--debug", action="store_true")
     return parser
+
+
+def _base_weights(value: str | None) -> Path | None:
+    """``--base-weights``: ``bundled`` is the shipped file (verified against its SHA256SUMS)."""
+    if value is None:
+        return None
+    if value == "bundled":
+        from ..weights import bundled_dir, resolve_weights
+
+        if not (bundled_dir() / "kcross.safetensors").is_file():
+            return resolve_weights(None, filename="kcross.safetensors")  # raises UntrainedWeightsError
+        return bundled_dir() / "kcross.safetensors"
+    return Path(value)
 
 
 def _body(args: argparse.Namespace) -> int:
@@ -93,7 +117,8 @@ def _body(args: argparse.Namespace) -> int:
         from ..train.export import export_weights
 
         digest = export_weights(args.out, segmenter_run=args.segmenter, stage1_run=args.stage1,
-                                stage2_run=args.stage2, overwrite=args.overwrite)
+                                stage2_run=args.stage2, base_weights=_base_weights(args.base_weights),
+                                overwrite=args.overwrite)
         print(f"wrote {args.out} sha256={digest}")
         return EXIT_OK
     if args.stage == "synthesize":
@@ -139,10 +164,16 @@ def _body(args: argparse.Namespace) -> int:
 
         train_stage1(config, args.run, resume=resume)
     else:
+        from ..errors import ConfigError
         from ..train.export import assemble_networks
         from ..train.stage2 import train_stage2
 
-        nets = assemble_networks(args.segmenter, args.stage1, None)
+        if (args.segmenter is None) != (args.stage1 is None):
+            raise ConfigError("give both --segmenter and --stage1 runs, or neither (networks from --base-weights)")
+        if args.segmenter is not None and args.base_weights is not None:
+            raise ConfigError("--base-weights replaces --segmenter/--stage1: give one or the other")
+        base = _base_weights(args.base_weights or "bundled") if args.segmenter is None else None
+        nets = assemble_networks(args.segmenter, args.stage1, None, base_weights=base)
         val_bank = None
         if args.val_pairs is not None:
             from ..metric import KCross

@@ -1,4 +1,9 @@
-"""Assemble the shipped ``kcross.safetensors`` from the segmenter, stage-1 and stage-2 runs."""
+"""Assemble the shipped ``kcross.safetensors`` from the segmenter, stage-1 and stage-2 runs.
+
+A stage that was not retrained can come from an existing weight file (``base_weights``, e.g. the
+bundled ``kcross.safetensors``): refitting only the score networks (stage 2) on your own rated set
+or pair set needs neither the segmenter nor the stage-1 runs.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,33 @@ _PARTS = {
 }
 
 
+def _base_state(base_weights: str | Path) -> tuple[dict, dict[str, str], str]:
+    """Tensors, metadata and SHA-256 of a full K-CROSS weight file (verified like ``KCross(weights=)``)."""
+    from ..weights import load_safetensors_with_metadata, resolve_weights, sha256_file
+
+    path = resolve_weights(base_weights, filename="kcross.safetensors")
+    tensors, metadata = load_safetensors_with_metadata(path)
+    return tensors, metadata, sha256_file(path)
+
+
 def assemble_networks(
     segmenter_run: str | Path | None = None,
     stage1_run: str | Path | None = None,
     stage2_run: str | Path | None = None,
+    *,
+    base_weights: str | Path | None = None,
 ) -> KCrossNetworks:
-    """A :class:`KCrossNetworks` with the parts of the given runs loaded (others left at init)."""
+    """A :class:`KCrossNetworks` with the parts of the given runs loaded.
+
+    Parts without a run come from ``base_weights`` (a full weight file) when given, else stay at
+    their random initialisation (the training code's starting point).
+    """
     nets = KCrossNetworks()
     state = nets.state_dict()
+    if base_weights is not None:
+        tensors, _, _ = _base_state(base_weights)
+        load_state_dict_strict(nets, tensors)  # a full, matching file: strict
+        state = nets.state_dict()
     for stage, run in (("segmenter", segmenter_run), ("stage1", stage1_run), ("stage2", stage2_run)):
         if run is None:
             continue
@@ -45,18 +69,36 @@ def assemble_networks(
 def export_weights(
     out_path: str | Path,
     *,
-    segmenter_run: str | Path,
-    stage1_run: str | Path,
-    stage2_run: str | Path,
+    segmenter_run: str | Path | None = None,
+    stage1_run: str | Path | None = None,
+    stage2_run: str | Path | None = None,
+    base_weights: str | Path | None = None,
     overwrite: bool = False,
     update_checksums: bool = True,
 ) -> str:
-    """Write the full weight file with run metadata; returns its SHA-256."""
-    from .. import __version__
+    """Write the full weight file with run metadata; returns its SHA-256.
 
-    nets = assemble_networks(segmenter_run, stage1_run, stage2_run)
+    Every part needs a run, or ``base_weights`` to take the parts without a run from; the base
+    file's metadata of those parts is kept and its SHA-256 recorded as ``base_weights_sha256``.
+    """
+    from .. import __version__
+    from ..errors import ConfigError
+
+    runs = {"segmenter": segmenter_run, "stage1": stage1_run, "stage2": stage2_run}
+    missing = [stage for stage, run in runs.items() if run is None]
+    if missing and base_weights is None:
+        raise ConfigError(f"no run for {', '.join(missing)}: pass those runs or base_weights to take them from")
+    if not any(run is not None for run in runs.values()):
+        raise ConfigError("nothing to export: give at least one run (the base weights alone are already a file)")
+    nets = assemble_networks(segmenter_run, stage1_run, stage2_run, base_weights=base_weights)
     metadata = {"format": "kcross-networks-v1", "kcross_metric_version": __version__}
-    for stage, run in (("segmenter", segmenter_run), ("stage1", stage1_run), ("stage2", stage2_run)):
+    if base_weights is not None:
+        _, base_meta, base_sha = _base_state(base_weights)
+        metadata.update({f"{s}_state": base_meta[f"{s}_state"] for s in missing if f"{s}_state" in base_meta})
+        metadata["base_weights_sha256"] = base_sha
+    for stage, run in runs.items():
+        if run is None:
+            continue
         state_file = Path(run) / "state.json"
         if state_file.exists():
             metadata[f"{stage}_state"] = json.dumps(json.loads(state_file.read_text()), sort_keys=True)

@@ -6,12 +6,17 @@
 The card holds what can be read from the runs (configs, per-epoch losses and validation figures,
 wall time) and the fixed facts (data, licences, split, commands); free-text findings are appended
 with ``--notes FILE``.
+
+Weights refitted on a base file (``kcross-train export --base-weights``) have runs only for the
+retrained stages: pass ``--base-card`` (the base weights' card) and the sections and wall times of
+the other stages are carried over from it verbatim, with the base file's SHA-256 from the weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -49,11 +54,58 @@ def _config(run: Path) -> dict:
     return json.loads(state.read_text()).get("config", {}) if state.exists() else {}
 
 
-def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: str = "", appendices: Sequence[Path] = ()) -> str:
+_WALL_NAMES = {"segmenter": "segmenter", "stage1": "stage 1", "stage2": "stage 2"}
+
+
+def card_section(card: str, name: str) -> str:
+    """The ``## name`` section of a card (heading included), up to the next ``## `` heading."""
+    match = re.search(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", card, flags=re.S | re.M)
+    if match is None:
+        from ..errors import FileFormatError
+
+        raise FileFormatError(f"the base model card has no '## {name}' section")
+    return match.group(0).rstrip() + "\n"
+
+
+def card_wall_minutes(card: str, stage: str) -> float:
+    """A stage's wall time in minutes as a card states it in its header line."""
+    match = re.search(rf"\b{_WALL_NAMES[stage]} (\d+(?:\.\d+)?)[,)]", card)
+    if match is None:
+        from ..errors import FileFormatError
+
+        raise FileFormatError(f"the base model card states no wall time for {_WALL_NAMES[stage]}")
+    return float(match.group(1))
+
+
+def render(
+    segmenter: Path | None,
+    stage1: Path | None,
+    stage2: Path | None,
+    weights: Path,
+    notes: str = "",
+    appendices: Sequence[Path] = (),
+    *,
+    base_card: str | None = None,
+    reproduce: Sequence[str] | None = None,
+) -> str:
+    """The card's Markdown. A stage given as ``None`` is carried over from ``base_card``."""
+    from ..errors import ConfigError
+
     runs = {"segmenter": segmenter, "stage1": stage1, "stage2": stage2}
-    logs = {k: _log(v) for k, v in runs.items()}
-    wall = {k: sum(r.get("seconds", 0.0) for r in v) for k, v in logs.items()}
+    carried = [k for k, v in runs.items() if v is None]
+    if carried and base_card is None:
+        raise ConfigError(f"no run for {', '.join(carried)}: pass its run or the base weights' card")
+    logs = {k: _log(v) for k, v in runs.items() if v is not None}
+    wall = {k: sum(r.get("seconds", 0.0) for r in v) / 60 for k, v in logs.items()}
+    wall.update({k: card_wall_minutes(base_card, k) for k in carried})  # type: ignore[arg-type]
     size_mb = weights.stat().st_size / 1e6
+    base_line: list[str] = []
+    if carried:
+        from ..weights import load_safetensors_with_metadata
+
+        base_sha = load_safetensors_with_metadata(weights)[1].get("base_weights_sha256", "(not recorded)")
+        base_line = [f"- Refitted on a base file: {', '.join(_WALL_NAMES[k] for k in carried)} taken unchanged from "
+                     f"the weights with SHA-256 `{base_sha}` (their sections below are copied from that file's card)."]
     out = [
         "# Model card: `kcross.safetensors`",
         "",
@@ -61,8 +113,9 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
         "- Contents: every network of K-CROSS (`KCrossNetworks`): lesion segmenter, complex k-space U-Net,",
         "  tumor autoencoder, structure autoencoder, complex and natural score networks.",
         "- Produced by `kcross-train` (kcross_metric.train) on a 2-core CPU; total training wall time "
-        f"{sum(wall.values()) / 60:.1f} min (segmenter {wall['segmenter'] / 60:.1f}, stage 1 {wall['stage1'] / 60:.1f}, "
-        f"stage 2 {wall['stage2'] / 60:.1f}).",
+        f"{sum(wall.values()):.1f} min (segmenter {wall['segmenter']:.1f}, stage 1 {wall['stage1']:.1f}, "
+        f"stage 2 {wall['stage2']:.1f}).",
+        *base_line,
         "",
         "## Data and licences",
         "",
@@ -84,6 +137,8 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
         "## Reproduce",
         "",
         "```bash",
+    ]
+    out += list(reproduce) if reproduce is not None else [
         "kcross-train segmenter --run runs/segmenter",
         "kcross-train stage1 --run runs/stage1",
         "python -m kcross_metric.train.ratedsets.twoafc --out runs/twoafc_val --split validation --n-pairs-per-rule 100",
@@ -98,12 +153,17 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
         "# the two validation tables come from:",
         "python benchmarks/segmenter_dice.py --run runs/segmenter > docs/results-segmenter.md",
         "python benchmarks/twoafc_table.py runs/twoafc_val/pairs.csv --out docs/results-twoafc.md",
+    ]
+    out += [
         "```",
         "",
         "Configs: `src/kcross_metric/train/configs/{segmenter,stage1,stage2}.yaml` (copied below as run).",
         "",
     ]
     for name, run in runs.items():
+        if run is None:
+            out += [card_section(base_card, name)]  # type: ignore[arg-type]
+            continue
         out += [f"## {name}", "", "Config:", "", "```json", json.dumps(_config(run), indent=1, sort_keys=True), "```", "",
                 "Per-epoch losses and validation figures (`log.jsonl`):", "", _table(logs[name])]
     for path in appendices:
@@ -115,13 +175,20 @@ def render(segmenter: Path, stage1: Path, stage2: Path, weights: Path, notes: st
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kcross_metric.train.model_card")
-    for name in ("segmenter", "stage1", "stage2", "weights", "out"):
+    for name in ("segmenter", "stage1", "stage2"):
+        p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run (else carried over from --base-card)")
+    for name in ("weights", "out"):
         p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument("--base-card", type=Path, default=None, help="the base weights' model card (refitted weights)")
+    p.add_argument("--reproduce", type=Path, default=None, help="file with the commands of the Reproduce section")
     p.add_argument("--notes", type=Path, default=None)
     p.add_argument("--append", type=Path, nargs="*", default=[], help="generated markdown to include (validation tables)")
     args = p.parse_args(argv)
     notes = args.notes.read_text() if args.notes else ""
-    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append)
+    base_card = args.base_card.read_text() if args.base_card else None
+    reproduce = args.reproduce.read_text().strip().splitlines() if args.reproduce else None
+    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
+                  base_card=base_card, reproduce=reproduce)
     from ..cli._common import atomic_write_text
 
     atomic_write_text(args.out, text, overwrite=True)
