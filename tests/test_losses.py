@@ -95,3 +95,23 @@ def test_structure_inconsistency_and_ranking_losses():
     good = float(ranking_loss(torch.tensor([0.9]), torch.tensor([0.1]), torch.tensor([1.0])))
     bad = float(ranking_loss(torch.tensor([0.9]), torch.tensor([0.1]), torch.tensor([0.0])))
     assert good < 1e-6 < bad
+
+
+def test_weighted_ranking_loss_is_the_weighted_mean_of_the_pair_losses():
+    sa, sb = torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.1, 0.4, 0.5])
+    better = torch.tensor([1.0, 1.0, 0.0])
+    per_pair = [float(ranking_loss(sa[i : i + 1], sb[i : i + 1], better[i : i + 1])) for i in range(3)]
+    w = torch.tensor([2.0, 0.0, 1.0])
+    assert float(ranking_loss(sa, sb, better, weight=w)) == pytest.approx((2 * per_pair[0] + per_pair[2]) / 3)
+    assert float(ranking_loss(sa, sb, better, weight=torch.ones(3))) == pytest.approx(sum(per_pair) / 3)
+
+
+def test_balanced_weights_give_every_pair_set_the_same_total():
+    from kcross_metric.errors import ConfigError
+    from kcross_metric.train.stage2 import balanced_weights
+
+    w = balanced_weights([2, 6, 0, 4])
+    assert w.shape == (12,) and float(w.mean()) == pytest.approx(1.0)
+    assert float(w[:2].sum()) == pytest.approx(float(w[2:8].sum())) == pytest.approx(float(w[8:].sum())) == pytest.approx(4.0)
+    with pytest.raises(ConfigError):
+        balanced_weights([0, 0])

@@ -68,6 +68,9 @@ class Stage2Config:
     #: weights) or "log" (log-scores, i.e. the score networks' summed distances; does not fade
     #: when both sides score near 0, as GAN outputs do)
     rank_space: str = "score"
+    #: give each pair set (the base pairs, then each ``add_pairs_csv`` set) the same total weight in
+    #: the ranking loss, so a large added set does not swamp the clinically ordered pairs
+    balance_pair_sets: bool = False
     batch_size: int = 64
     threads: int = 2
     data_root: str | None = None

@@ -128,11 +128,22 @@ def inconsistency_loss(predicted: torch.Tensor, rated: torch.Tensor) -> torch.Te
     return F.mse_loss(predicted, rated)
 
 
-def ranking_loss(score_a: torch.Tensor, score_b: torch.Tensor, a_is_better: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+def ranking_loss(
+    score_a: torch.Tensor,
+    score_b: torch.Tensor,
+    a_is_better: torch.Tensor,
+    temperature: float = 0.05,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """2AFC Bradley-Terry loss: -log P(the better item gets the higher score).
 
     ``P(a better) = sigmoid((score_a - score_b) / temperature)``; ``a_is_better`` is 1/0 (or a soft
-    probability, e.g. 0.5 for ties).
+    probability, e.g. 0.5 for ties). ``weight`` (per pair, >= 0) gives the weighted mean
+    ``sum(w * loss) / sum(w)``; without it every pair counts the same.
     """
     logits = (score_a - score_b) / temperature
-    return F.binary_cross_entropy_with_logits(logits, a_is_better.to(logits.dtype))
+    per_pair = F.binary_cross_entropy_with_logits(logits, a_is_better.to(logits.dtype), reduction="none")
+    if weight is None:
+        return per_pair.mean()
+    weight = weight.to(per_pair.dtype)
+    return (weight * per_pair).sum() / weight.sum().clamp_min(torch.finfo(per_pair.dtype).tiny)

@@ -30,7 +30,7 @@ from .config import Stage2Config, config_dict
 from .losses import inconsistency_loss, ranking_loss
 from .runner import RunDir, run_epochs, seed_everything
 
-__all__ = ["ScoreHeads", "FeatureBank", "features_of", "pair_bank", "rated_bank", "train_stage2", "twoafc_accuracy"]
+__all__ = ["ScoreHeads", "FeatureBank", "balanced_weights", "features_of", "pair_bank", "rated_bank", "train_stage2", "twoafc_accuracy"]
 
 
 class ScoreHeads(nn.Module):
@@ -91,6 +91,17 @@ def pair_bank(kcross: KCross, pairs: Sequence[object]) -> FeatureBank:
     bank["a_better"] = torch.tensor([1.0 if p.better == "a" else 0.0 for p in pairs])  # type: ignore[attr-defined]
     bank["rules"] = [p.rule + ":" + p.family for p in pairs]  # type: ignore[attr-defined]
     return bank
+
+
+def balanced_weights(set_sizes: Sequence[int]) -> torch.Tensor:
+    """Per-pair weights, sets in order, such that every non-empty set has the same total weight
+    and the weights average to 1."""
+    sizes = [int(n) for n in set_sizes]
+    if any(n < 0 for n in sizes) or not any(sizes):
+        raise ConfigError(f"pair set sizes must be >= 0 and not all 0, got {sizes}")
+    filled = sum(1 for n in sizes if n)
+    total = sum(sizes)
+    return torch.cat([torch.full((n,), total / (filled * n)) for n in sizes if n])
 
 
 def _load_array(path: Path) -> torch.Tensor:
@@ -160,9 +171,15 @@ def train_stage2(
             else:
                 loaded = [load_case(c, data_dir=config.data_root) for c in TRAIN_CASES]
                 pairs = generate_pairs(loaded, n_pairs_per_rule=config.n_pairs_per_rule, seed=config.seed)
+            pairs = list(pairs)
+            set_sizes = [len(pairs)]
             for extra in config.add_pairs_csv:
-                pairs = list(pairs) + list(load_twoafc_set(extra))
+                added = list(load_twoafc_set(extra))
+                pairs += added
+                set_sizes.append(len(added))
             train_bank.update(pair_bank(kcross, pairs))
+            if config.balance_pair_sets:
+                train_bank["weight"] = balanced_weights(set_sizes)
         if config.rated_csv:
             rated = rated_bank(kcross, config.rated_csv)
             train_bank.update({f"rated_{k}": v for k, v in rated.items()})
@@ -181,10 +198,12 @@ def train_stage2(
                 idx = order[i : i + config.batch_size]
                 ea = heads.energy(train_bank["vc"][idx], train_bank["vt"][idx], train_bank["vs"][idx])
                 eb = heads.energy(train_bank["vc_b"][idx], train_bank["vt_b"][idx], train_bank["vs_b"][idx])
+                weight = train_bank["weight"][idx] if "weight" in train_bank else None
                 if config.rank_space == "log":  # log sa - log sb = eb - ea: scale-free near the floor
-                    loss = ranking_loss(-ea, -eb, train_bank["a_better"][idx], config.temperature)
+                    loss = ranking_loss(-ea, -eb, train_bank["a_better"][idx], config.temperature, weight)
                 else:
-                    loss = ranking_loss(torch.exp(-ea), torch.exp(-eb), train_bank["a_better"][idx], config.temperature)
+                    loss = ranking_loss(torch.exp(-ea), torch.exp(-eb), train_bank["a_better"][idx],
+                                        config.temperature, weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
