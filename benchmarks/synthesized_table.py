@@ -45,8 +45,8 @@ KCROSS_COLUMNS = ("K-CROSS", "K-CROSS complex branch", "K-CROSS tumor branch", "
                   "K-CROSS without source", "K-CROSS (segmenter masks)")
 SETTINGS = "data_range=1;v1"
 
-NEVER_SAW = ("K-CROSS's networks never saw these\ngenerators' outputs (they were trained before the set existed, "
-             "on training cases only).")
+NEVER_SAW = ("K-CROSS's score networks were refitted on epoch pairs of\nthe same six models' outputs on the "
+             "*training* cases (docs/training.md); no validation-case output was fitted.")
 NOTE = """
 **Read this before quoting the tables.** No radiologist rated these images. Table 1 orders two epochs
 of one generator by squared error (global and inside the lesion mask, both >= 10 % lower), so MAE and
@@ -55,34 +55,34 @@ label. Table 2 uses training progress as the label; GAN training is not monotone
 disagrees with the epoch is not necessarily wrong. Lesion masks of the validation case with T1/T2/FLAIR
 (BraTS-GLI-00001-000) come from the bundled K-CROSS segmenter (`mask_kind=segmenter`): they are
 predictions, and slices where it finds no lesion give no epoch pair. MS-SSIM is left out: its five
-scales need at least 161 pixels per side and the set is 128x128. K-CROSS's networks never saw these
-generators' outputs (they were trained before the set existed, on training cases only).
+scales need at least 161 pixels per side and the set is 128x128. K-CROSS's score networks were refitted on epoch pairs of
+the same six models' outputs on the *training* cases (docs/training.md); no validation-case output was fitted.
 """
 
 
-FINDINGS_DIGEST = "0f9ce39a85dede3f"
+FINDINGS_DIGEST = "4a1f67a8a1a6ae07"
 FINDINGS = """
-## What we read from it (written for set digest 0f9ce39a85dede3f)
+## What we read from it (written for set digest 4a1f67a8a1a6ae07)
 
-- **K-CROSS does not transfer to these GAN outputs.** It gives every last-epoch model a mean of
-  0.010-0.041 (near its floor) and it *falls* as training progresses (SROCC with the epoch -0.30 to
-  -0.59 for all six models), while every baseline rises with the epoch on most models (only PSNR,
-  NLPD and dfd_random are near zero or slightly negative on some). On epoch pairs it is at 0.614,
-  below PSNR, MAE, NLPD and all three DFDs. Its complex (k-space)
-  branch drives this (SROCC with epoch down to -0.49); its tumor branch alone orders epoch pairs
-  well (0.959) but is flat with the epoch. The likely reason, not yet tested: its score networks
-  were fitted (stage 2) on constructed distortions of real images (noise, blur, k-space artefacts,
-  lesion edits), where high-frequency energy that is not in the reference means noise or ghosting;
-  GAN texture and checkerboard put energy exactly there, while early blurry epochs lack it. The
-  paper fitted its score networks on radiologist-rated GAN outputs (NIRPS), which this project
-  does not have. Recalibrating stage 2 on synthesized outputs of the training cases is the next step.
-- **With training progress as the label**, LPIPS (Alex 0.89, VGG 0.87), SSIM (0.84) and DISTS
-  (0.80) follow the epoch best; PSNR (0.18) barely does: the GANs improve structure and texture
-  more than squared error.
-- **With the MSE-defined epoch pairs**, PSNR is 1.000 by construction; the random-weight DFD
-  control (0.977) and NLPD (0.919) are next, the ImageNet DFD and LPIPS near 0.6.
-- These are 128 x 128 outputs of weak models on one validation subject (docs/datasets/synthesized.md);
-  none of it is radiologist agreement.
+- **Against the first weights.** The first bundled weights (sha256 `2f7c6d93...`, score networks
+  fitted on constructed distortions only) scored this set at 0.568 on epoch pairs (below every
+  baseline) and fell with the epoch on all six models (mean SROCC -0.494), with GAN outputs near
+  the floor (last-epoch means 0.011-0.044): `python benchmarks/synthesized_table.py
+  runs/synthesized/synthesized.csv --weights <first weights>`. The current weights, refitted on
+  squared-error epoch pairs of the training cases, reach 0.735 on epoch pairs (above MAE, SSIM,
+  GMSD, LPIPS, DISTS and two of the three DFDs; below PSNR, NLPD and dfd_random) and +0.290 mean
+  SROCC with the epoch (positive on five of six models).
+- **Which label to trust.** Table 1's squared-error rule is the better-founded label: on the
+  published NIRPS ratings it agrees with the radiologists on 76.5 % of epoch pairs, the training
+  epoch on 50.1 % (docs/nirps-proxies.md). PSNR is at 1.000 on table 1 by construction, and NLPD and
+  the random-weight DFD (a control, not an MR metric) are close to it; LPIPS, SSIM and DISTS follow
+  the epoch best (0.81-0.90) but sit near 0.58 on the squared-error pairs.
+- **Branches.** The tumor branch alone orders epoch pairs at 0.976 and is flat with the epoch; the
+  complex (k-space) branch, which drove the first weights' failure, is now at 0.691 and +0.32;
+  without the source the score is higher on epoch pairs (0.767) but follows the epoch less (+0.11).
+- These are 128 x 128 outputs of weak models on one validation subject (docs/datasets/synthesized.md),
+  and the refit's behaviour on this set depends strongly on its setting (model card); none of it is
+  radiologist agreement.
 """
 
 
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
         f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
         f"set digest {_digest(rows)}; K-CROSS weights sha256 `{weights_sha}`. Regenerate:", "",
-        "<!-- not-tested: needs the trained translation runs under runs/gan (hours of CPU) -->",
+        "<!-- not-tested: needs the trained translation runs under runs/gan (about 30 min of CPU, docs/datasets/synthesized.md) -->",
         "```console",
         "kcross-train synthesize --runs runs/gan --out runs/synthesized",
         "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
