@@ -40,14 +40,15 @@ from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, load_twoafc_set
 
 NOTE = """
 **Read this before quoting the table.** K-CROSS's score networks were fitted (stage 2) on pairs made
-by the same generator from the *training* cases, so on these held-out pairs K-CROSS is evaluated
+by the same generator from the *training* cases (and on epoch pairs of GAN outputs of those cases,
+docs/training.md), so on these held-out pairs K-CROSS is evaluated
 in-distribution while the baselines were never fitted to these orderings: the comparison measures
 whether the networks learned the constructed orderings and generalize them to unseen subjects, not
 that K-CROSS is a better judge of image quality than the baselines in general. The
 `lesion_vs_global` rule pits a lesion edit against a global distortion of equal MSE, so MAE is at 0
 and PSNR at chance by construction. Where K-CROSS loses: its structure branch alone is at chance
 ({structure_all:.2f}) and prefers the lesion edit in most `lesion_vs_global` pairs; the tumor branch
-alone ({tumor_all:.2f}) is below the complex branch ({complex_all:.2f}).{same_choices}
+alone ({tumor_all:.2f}) is {tumor_vs_complex} the complex branch ({complex_all:.2f}).{same_choices}
 """
 
 DFD_NOTE = """
@@ -360,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         same = "".join(f" {', '.join(g)} make the same choice on every pair (identical accuracies)." for g in groups)
         text += NOTE.format(structure_all=acc["K-CROSS structure branch"]["all"],
                             tumor_all=acc["K-CROSS tumor branch"]["all"],
-                            complex_all=acc["K-CROSS complex branch"]["all"], same_choices=same)
+                            complex_all=acc["K-CROSS complex branch"]["all"], same_choices=same,
+                            tumor_vs_complex=("below" if acc["K-CROSS tumor branch"]["all"] < acc["K-CROSS complex branch"]["all"]
+                                              else "above" if acc["K-CROSS tumor branch"]["all"] > acc["K-CROSS complex branch"]["all"]
+                                              else "equal to"))
     dfd = _dfd_note(acc, credits, rules, families)
     text += dfd if dfd else "None of this is radiologist agreement (docs/radiologist-agreement.md).\n"
     print(text)
