@@ -36,6 +36,7 @@ from kcross_metric import KCross, create_metric, metric_info
 from kcross_metric.evaluation import bootstrap_ci, srocc, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import pairs_from_synthesized
 from kcross_metric.train.translation.synthesize import load_synthesized_set
+from kcross_metric.weights import resolve_weights, sha256_file
 
 BASELINES = (
     "mae", "psnr", "ssim", "nlpd", "gmsd", "lpips_alex", "lpips_vgg", "dists",
@@ -105,9 +106,10 @@ def _contents(rows: list[dict]) -> dict[str, str]:
     return {r["files"]["fake"]: _content(r) for r in rows}
 
 
-def _digest(rows: list[dict]) -> str:
-    """Digest of the set: every row's path and image content, in order."""
-    return hashlib.sha256("\n".join(f"{r['files']['fake']}@{_content(r)}" for r in rows).encode()).hexdigest()[:16]
+def _digest(rows: list[dict], contents: dict[str, str] | None = None) -> str:
+    """Digest of the set: every row's path and image content (``_contents(rows)``), in order."""
+    contents = _contents(rows) if contents is None else contents
+    return hashlib.sha256("\n".join(f"{r['files']['fake']}@{contents[r['files']['fake']]}" for r in rows).encode()).hexdigest()[:16]
 
 
 def _load_cache(path: Path, contents: dict[str, str], settings: str = SETTINGS) -> dict[str, float]:
@@ -142,13 +144,14 @@ def _stack(rows: list[dict], key: str) -> torch.Tensor:
 
 
 def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int = 16,
-               verbose: bool = True, weights: Path | None = None) -> dict[str, dict[str, float]]:
+               verbose: bool = True, weights: Path | None = None,
+               contents: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Per-image scores ``{column: {fake path: score}}`` for the baselines and the K-CROSS columns.
 
     K-CROSS scores are cached per weights file (its SHA-256 is part of the cache settings).
     """
     out: dict[str, dict[str, float]] = {}
-    contents = _contents(rows)
+    contents = _contents(rows) if contents is None else contents
     kcross_needed = "kcross" in metrics
     for name in [m for m in metrics if m != "kcross"]:
         path = cache_dir / f"{name}.csv"
@@ -302,23 +305,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     start = time.time()
     rows = load_synthesized_set(args.index)
+    contents = _contents(rows)
+    digest = _digest(rows, contents)
     scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores",
-                        weights=args.weights)
-    weights_sha = str(KCross(args.weights).version.get("weights_sha256"))[:16]
+                        weights=args.weights, contents=contents)
+    weights_sha = sha256_file(resolve_weights(args.weights, filename="kcross.safetensors"))[:16]
     note = NOTE.strip() if args.weights is None else NOTE.strip().replace(NEVER_SAW, f"K-CROSS weights: `{args.weights}`.")
     tables, csv_rows = build_tables(rows, scores, margin=args.margin, n_boot=args.n_boot)
     gens = sorted({r["generator"] for r in rows})
     header = [
         "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
         f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
-        f"set digest {_digest(rows)}; K-CROSS weights sha256 `{weights_sha}`. Regenerate:", "",
+        f"set digest {digest}; K-CROSS weights sha256 `{weights_sha}`. Regenerate:", "",
         "<!-- not-tested: needs the trained translation runs under runs/gan (about 30 min of CPU, docs/datasets/synthesized.md) -->",
         "```console",
         "kcross-train synthesize --runs runs/gan --out runs/synthesized",
         "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
         "```", "", note, "", "",
     ]
-    digest = _digest(rows)
     findings = FINDINGS if digest == FINDINGS_DIGEST else (
         f"\n_The hand-written findings of this page were made for set digest {FINDINGS_DIGEST}; this set is "
         f"{digest}, so they are left out: read the tables and the computed summary._\n")

@@ -270,6 +270,11 @@ def _dfd_note(acc: dict[str, dict[str, float]], credits: dict[str, np.ndarray], 
     )
 
 
+def _relation(a: float, b: float) -> str:
+    """``a`` is "below", "above" or "equal to" ``b``, for generated prose."""
+    return "below" if a < b else "above" if a > b else "equal to"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pairs", type=Path)
@@ -362,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         text += NOTE.format(structure_all=acc["K-CROSS structure branch"]["all"],
                             tumor_all=acc["K-CROSS tumor branch"]["all"],
                             complex_all=acc["K-CROSS complex branch"]["all"], same_choices=same,
-                            tumor_vs_complex=("below" if acc["K-CROSS tumor branch"]["all"] < acc["K-CROSS complex branch"]["all"]
-                                              else "above" if acc["K-CROSS tumor branch"]["all"] > acc["K-CROSS complex branch"]["all"]
-                                              else "equal to"))
+                            tumor_vs_complex=_relation(acc["K-CROSS tumor branch"]["all"], acc["K-CROSS complex branch"]["all"]))
     dfd = _dfd_note(acc, credits, rules, families)
     text += dfd if dfd else "None of this is radiologist agreement (docs/radiologist-agreement.md).\n"
     print(text)

@@ -102,10 +102,8 @@ def _base_weights(value: str | None) -> Path | None:
     if value is None:
         return None
     if value == "bundled":
-        from ..weights import bundled_dir, resolve_weights
+        from ..weights import bundled_dir
 
-        if not (bundled_dir() / "kcross.safetensors").is_file():
-            return resolve_weights(None, filename="kcross.safetensors")  # raises UntrainedWeightsError
         return bundled_dir() / "kcross.safetensors"
     return Path(value)
 

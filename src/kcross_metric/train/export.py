@@ -43,12 +43,20 @@ def assemble_networks(
     Parts without a run come from ``base_weights`` (a full weight file) when given, else stay at
     their random initialisation (the training code's starting point).
     """
+    base = _base_state(base_weights)[0] if base_weights is not None else None
+    return _assemble(segmenter_run, stage1_run, stage2_run, base)
+
+
+def _assemble(
+    segmenter_run: str | Path | None,
+    stage1_run: str | Path | None,
+    stage2_run: str | Path | None,
+    base_tensors: dict | None,
+) -> KCrossNetworks:
     nets = KCrossNetworks()
+    if base_tensors is not None:
+        load_state_dict_strict(nets, base_tensors)  # a full, matching file: strict
     state = nets.state_dict()
-    if base_weights is not None:
-        tensors, _, _ = _base_state(base_weights)
-        load_state_dict_strict(nets, tensors)  # a full, matching file: strict
-        state = nets.state_dict()
     for stage, run in (("segmenter", segmenter_run), ("stage1", stage1_run), ("stage2", stage2_run)):
         if run is None:
             continue
@@ -90,10 +98,10 @@ def export_weights(
         raise ConfigError(f"no run for {', '.join(missing)}: pass those runs or base_weights to take them from")
     if not any(run is not None for run in runs.values()):
         raise ConfigError("nothing to export: give at least one run (the base weights alone are already a file)")
-    nets = assemble_networks(segmenter_run, stage1_run, stage2_run, base_weights=base_weights)
+    base_tensors, base_meta, base_sha = _base_state(base_weights) if base_weights is not None else (None, {}, "")
+    nets = _assemble(segmenter_run, stage1_run, stage2_run, base_tensors)
     metadata = {"format": "kcross-networks-v1", "kcross_metric_version": __version__}
     if base_weights is not None:
-        _, base_meta, base_sha = _base_state(base_weights)
         metadata.update({f"{s}_state": base_meta[f"{s}_state"] for s in missing if f"{s}_state" in base_meta})
         metadata["base_weights_sha256"] = base_sha
     for stage, run in runs.items():

@@ -74,20 +74,17 @@ def pair_bank(kcross: KCross, pairs: Sequence[object]) -> FeatureBank:
     groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
     for i, p in enumerate(pairs):
         groups.setdefault((tuple(p.reference.shape), p.source is not None), []).append(i)  # type: ignore[attr-defined]
-    order = [i for idx in groups.values() for i in idx]
-    parts: list[tuple[torch.Tensor, ...]] = []
+    bank = FeatureBank()
     for (_, has_source), idx in groups.items():
         group = [pairs[i] for i in idx]
         ref = torch.cat([p.reference for p in group])  # type: ignore[attr-defined]
         src = torch.cat([p.source for p in group]) if has_source else None  # type: ignore[attr-defined]
         a = features_of(kcross, torch.cat([p.a for p in group]), ref, src)  # type: ignore[attr-defined]
         b = features_of(kcross, torch.cat([p.b for p in group]), ref, src)  # type: ignore[attr-defined]
-        parts.append((*a, *b))
-    back = torch.empty(len(order), dtype=torch.long)
-    back[torch.tensor(order)] = torch.arange(len(order))
-    bank = FeatureBank()
-    for j, key in enumerate(("vc", "vt", "vs", "vc_b", "vt_b", "vs_b")):
-        bank[key] = torch.cat([part[j] for part in parts])[back]
+        for key, feats in zip(("vc", "vt", "vs", "vc_b", "vt_b", "vs_b"), (*a, *b)):
+            if key not in bank:
+                bank[key] = feats.new_empty((len(pairs), *feats.shape[1:]))
+            bank[key][torch.tensor(idx)] = feats
     bank["a_better"] = torch.tensor([1.0 if p.better == "a" else 0.0 for p in pairs])  # type: ignore[attr-defined]
     bank["rules"] = [p.rule + ":" + p.family for p in pairs]  # type: ignore[attr-defined]
     return bank
