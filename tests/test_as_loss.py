@@ -35,10 +35,11 @@ def _generator() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1), nn.Sigmoid())
 
 
-def test_generator_trained_with_kcross_loss_improves(t1_t2):
+@pytest.mark.parametrize("design, factor", [("v1", 0.8), ("v2", 0.95)])
+def test_generator_trained_with_kcross_loss_improves(t1_t2, design: str, factor: float):
     t1, t2 = t1_t2
     gen = _generator()
-    loss_fn = kcross_loss(KCross.untrained(seed=0))
+    loss_fn = kcross_loss(KCross.untrained(seed=0, design=design))
     frozen = {k: v.clone() for k, v in loss_fn.state_dict().items()}
     opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
     losses = []
@@ -55,8 +56,9 @@ def test_generator_trained_with_kcross_loss_improves(t1_t2):
     assert all(not p.requires_grad and p.grad is None for p in loss_fn.parameters())
     assert all(torch.equal(v, loss_fn.state_dict()[k]) for k, v in frozen.items())
     assert not loss_fn.metric.nets.training
-    # measured: 0.625 -> 0.330 over 20 steps (Adam, lr 1e-2); require a clear, steady decrease
-    assert losses[-1] < 0.8 * losses[0]
+    # measured over 20 steps (Adam, lr 1e-2): v1 0.625 -> 0.330, v2 (monotone heads, random
+    # non-negative weights) 0.876 -> 0.789; require a clear, steady decrease
+    assert losses[-1] < factor * losses[0]
     assert sum(losses[-5:]) < sum(losses[:5])
 
 

@@ -242,6 +242,111 @@ def test_change_lesion_intensity(phantom):
     torch.testing.assert_close(half[m == 0], x[m == 0], atol=0, rtol=0)
 
 
+SHIFT = (14, -16)  # phantom lesion (centre (26, 36), r=7) -> centre (40, 20): on brain, clear of the original
+
+
+def _shifted(mask: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    out = torch.roll(mask, shift, dims=(-2, -1))
+    assert float(out.sum()) == float(mask.sum())  # nothing wrapped around
+    return out
+
+
+def test_implant_and_move_identity_cases(phantom):
+    x, m = phantom
+    for fn in (D.implant_lesion, D.move_lesion):
+        torch.testing.assert_close(fn(x, m, (0, 0)), x, atol=0, rtol=0)
+        torch.testing.assert_close(fn(x, torch.zeros_like(m), SHIFT), x, atol=0, rtol=0)
+
+
+def test_implant_lesion_copies_the_lesion(phantom):
+    x, m = phantom
+    y = D.implant_lesion(x, m, SHIFT, feather=2)
+    ms = _shifted(m, SHIFT)
+    core = D._erode(ms, 1)
+    torch.testing.assert_close(y[core > 0], _shifted(x, SHIFT)[core > 0], atol=0, rtol=0)
+    torch.testing.assert_close(y[ms > 0], x[m > 0], atol=0, rtol=0)  # w is 1 on the whole shifted lesion
+    outside = D._dilate(ms, 2) == 0
+    torch.testing.assert_close(y[outside], x[outside], atol=0, rtol=0)
+    torch.testing.assert_close(y[m > 0], x[m > 0], atol=0, rtol=0)  # the original lesion stays
+    # soft border: the feathered ring lies between the tissue and the copied surroundings
+    ring = (D._dilate(ms, 2) - ms) > 0
+    src = _shifted(x, SHIFT)
+    lo, hi = torch.minimum(x, src), torch.maximum(x, src)
+    assert bool(((y[ring] >= lo[ring] - 1e-6) & (y[ring] <= hi[ring] + 1e-6)).all())
+    hard = D.implant_lesion(x, m, SHIFT, feather=0)
+    torch.testing.assert_close(hard, torch.where(ms > 0, src, x), atol=0, rtol=0)
+
+
+def test_move_lesion_erases_and_pastes(phantom):
+    x, m = phantom
+    y = D.move_lesion(x, m, SHIFT, generator=0)
+    ms = _shifted(m, SHIFT)
+    torch.testing.assert_close(y[ms > 0], x[m > 0], atol=0, rtol=0)  # original content at the target
+    c0 = _contrast(x, m)
+    assert abs(_contrast(y, m)) < 0.1 * c0  # original lesion erased
+    assert _contrast(y, ms) > 0.9 * c0
+    away = D._dilate(ms, 2) == 0
+    torch.testing.assert_close(y[away], D.erase_lesion(x, m, generator=0)[away], atol=0, rtol=0)
+    untouched = (D._dilate(ms, 2) == 0) & (D._dilate(m, 2) == 0)
+    torch.testing.assert_close(y[untouched], x[untouched], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("fn", [D.implant_lesion, D.move_lesion], ids=["implant", "move"])
+@pytest.mark.parametrize(
+    "shift",
+    [(40, 0), (-20, 0), (0, 30), (0, -30), (1.5, 0), (1.0, 2), (True, 0), (1,), (1, 2, 3), "ab", 3],
+)
+def test_lesion_shift_errors(phantom, fn, shift):
+    x, m = phantom  # lesion rows 19..33, columns 29..43
+    with pytest.raises(ConfigError):
+        fn(x, m, shift)
+
+
+def test_lesion_shift_edge_of_image_and_feather_error(phantom):
+    x, m = phantom
+    assert D.implant_lesion(x, m, (-19, 20)).shape == x.shape  # lesion touches the top-right corner
+    with pytest.raises(ConfigError):
+        D.implant_lesion(x, m, SHIFT, feather=-1)
+
+
+def _disc_brain(radius: float, lesion_r: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    brain = ((yy - 32) ** 2 + (xx - 32) ** 2 <= radius**2).float()
+    lesion = ((yy - 32) ** 2 + (xx - 30) ** 2 <= lesion_r**2).float()
+    x = (0.5 * brain + 0.4 * lesion).clamp(0, 1)
+    return x[None, None], lesion[None, None]
+
+
+def test_find_lesion_shift_meets_its_conditions():
+    x, m = _disc_brain(26.0)
+    shifts = set()
+    for seed in range(5):
+        s = D.find_lesion_shift(x, m, generator=seed, min_distance=6)
+        assert s is not None and all(type(v) is int for v in s)
+        ms = torch.roll(m, s, dims=(-2, -1))
+        assert float(ms.sum()) == float(m.sum())  # (a) inside the image, no wrap-around
+        assert float((ms * D._dilate(m, 6)).sum()) == 0  # (b) clearly elsewhere
+        assert float((x[ms > 0] > 0.05).float().mean()) >= 0.95  # (c) on brain
+        assert s == D.find_lesion_shift(x, m, generator=seed, min_distance=6)  # deterministic
+        assert s == D.find_lesion_shift(x, m, generator=torch.Generator().manual_seed(seed), min_distance=6)
+        shifts.add(s)
+        D.implant_lesion(x, m, s)  # a valid shift for the edits
+    assert len(shifts) > 1
+
+
+def test_find_lesion_shift_none_and_errors():
+    x, m = _disc_brain(7.0)  # the brain barely holds the lesion: nowhere else to put it
+    assert D.find_lesion_shift(x, m, generator=0) is None
+    x, m = _disc_brain(26.0)
+    assert D.find_lesion_shift(x, torch.zeros_like(m)) is None
+    with pytest.raises(ShapeError):
+        D.find_lesion_shift(x.repeat(2, 1, 1, 1), m.repeat(2, 1, 1, 1))
+    with pytest.raises(ConfigError):
+        D.find_lesion_shift(x, m, min_brain_fraction=1.5)
+    with pytest.raises(ConfigError):
+        D.find_lesion_shift(x, m, tries=0)
+
+
 # ------------------------------------------------------------------ MSE matching
 
 
@@ -291,6 +396,8 @@ ALL = {
     "erase_lesion": lambda x, m: D.erase_lesion(x, m),
     "shrink_lesion": lambda x, m: D.shrink_lesion(x, m, 2),
     "change_lesion_intensity": lambda x, m: D.change_lesion_intensity(x, m, 0.3),
+    "implant_lesion": lambda x, m: D.implant_lesion(x, m, SHIFT),
+    "move_lesion": lambda x, m: D.move_lesion(x, m, SHIFT),
 }
 
 
@@ -335,3 +442,15 @@ def test_input_validation(phantom):
         D.rician_noise(x, 0.1, generator="seed")  # type: ignore[arg-type]
     with pytest.raises(ShapeError):
         D.erase_lesion(x, m[..., :10])
+
+
+def test_misregister_identity_shift_and_rotation():
+    x = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    x[..., 10:20, 12:16] = 1.0
+    assert torch.equal(D.misregister(x, 0.0), x)
+    moved = D.misregister(x, 0.0, (2.0, 3.0))
+    assert torch.equal(moved[..., 12:22, 15:19], x[..., 10:20, 12:16]) and moved.dtype == torch.float64
+    turned = D.misregister(x, 90.0)
+    assert float(turned.sum()) == pytest.approx(float(x.sum()), rel=0.05) and not torch.equal(turned, x)
+    with pytest.raises(ConfigError):
+        D.misregister(x, float("nan"))

@@ -103,7 +103,28 @@ def test_user_mask_overrides_and_healthy_drops_tumor_branch(metric, pair):
     assert torch.equal(with_mask.lesion_mask, mask > 0.5)
     healthy = metric.score(fake, real, source, mask=torch.zeros_like(mask))
     assert not bool(healthy.has_lesion[0])
-    assert float(healthy.branches["tumor"]) == pytest.approx(1.0)
+    # an empty region zeroes the tumor branch's region vector; what remains of the branch (v2) is the
+    # lesion-change term, from the segmenter: with one that sees no lesion anywhere the branch is 1
+    assert torch.count_nonzero(metric.slice_features(fake, real, source, torch.zeros_like(mask))["tumor"]) == 0
+    blind = KCross.from_networks(metric.nets, segmenter=torch.zeros_like)
+    assert float(blind.score(fake, real, source, mask=torch.zeros_like(mask)).branches["tumor"]) == pytest.approx(1.0)
+    v1 = KCross.untrained(seed=0, design="v1")
+    assert float(v1.score(fake, real, source, mask=torch.zeros_like(mask)).branches["tumor"]) == pytest.approx(1.0)
+
+
+def test_v2_region_does_not_move_with_the_fake(metric, pair):
+    fake, real, source, _ = pair
+    # the v2 lesion region comes from real and source only: any fake gives the same region
+    seen = KCross.from_networks(metric.nets, segmenter=lambda x: (x > 0.6).float())
+    a = seen.score(fake, real, source).lesion_mask
+    b = seen.score(torch.zeros_like(fake), real, source).lesion_mask
+    assert torch.equal(a, b)
+    # ... and a lesion the fake adds shows in the lesion-change features instead
+    added = real.clone()
+    added[..., 10:30, 10:30] = 0.9
+    change = seen.slice_features(added, real, source, None)["lesion_change"]
+    assert float(change[0, 0]) > 0 and float(change[0, 1]) == 0.0
+    assert torch.equal(seen.slice_features(real, real, source, None)["lesion_change"], torch.zeros(1, 2))
 
 
 def test_custom_segmenter_callable(pair):

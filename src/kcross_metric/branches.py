@@ -26,7 +26,9 @@ __all__ = [
     "complex_branch_features",
     "tumor_branch_features",
     "structure_branch_features",
+    "lesion_change_features",
     "N_KSPACE_BANDS",
+    "LESION_AREA_FLOOR",
 ]
 
 N_KSPACE_BANDS = 16
@@ -125,3 +127,22 @@ def structure_branch_features(
     d_fs = torch.cat([relative_rms(a, s) for a, s in zip(feats_f, feats_s)], dim=1)
     d_rs = torch.cat([relative_rms(b, s) for b, s in zip(feats_r, feats_s)], dim=1)
     return torch.cat([vs_real, F.relu(d_fs - d_rs)], dim=1)
+
+
+#: Lesion areas are measured against the real lesion's area plus this fraction of the slice
+#: (0.003 of 256x256 = 197 px, about 2 cm^2 at 1 mm): a few pixels of segmenter noise on a slice
+#: without lesion do not become a large relative change.
+LESION_AREA_FLOOR = 0.003
+
+
+def lesion_change_features(prob_fake: torch.Tensor, prob_real: torch.Tensor) -> torch.Tensor:
+    """Lesion area added and removed in the fake, (N,1,H,W) lesion probabilities x2 -> (N,2).
+
+    ``added = sum(relu(p_fake - p_real)) / A`` and ``removed = sum(relu(p_real - p_fake)) / A`` with
+    ``A = sum(p_real) + LESION_AREA_FLOOR * H * W``: an invented lesion raises ``added``, an erased or
+    shrunk one ``removed``, a moved one both. Soft probabilities (not thresholded masks), so the
+    features change continuously with the image; both are 0 when the fake equals the real image.
+    """
+    area = prob_real.flatten(1).sum(dim=1) + LESION_AREA_FLOOR * prob_real.shape[-1] * prob_real.shape[-2]
+    diff = (prob_fake - prob_real).flatten(1)
+    return torch.stack([F.relu(diff).sum(dim=1) / area, F.relu(-diff).sum(dim=1) / area], dim=1)

@@ -4,7 +4,8 @@ Adamson et al., "Using deep feature distances for evaluating MR image reconstruc
 NeurIPS 2023 Deep Inverse workshop: the distance between a test and a reference image in the
 feature space of a CNN encoder. Lower is better, 0 for identical images.
 
-``DFD(encoder, ...)`` computes, for images x, y of shape (B, 1|3, H, W) in ``[0, data_range]``::
+``DFD(encoder, ...)`` computes, for images x, y of shape (B, 1|3, H, W) in ``[0, data_range]`` (or in
+``[low, high]`` for ``data_range=(low, high)``, mapped once to [0, 1] on entry)::
 
     n(.)   = input normalization ("imagenet" | "minmax" | "zscore" | "none", see below)
     f_l(.) = feature maps returned by ``encoder`` (a list), restricted to ``taps``
@@ -35,7 +36,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._checks import check_data_range, check_image_pair, check_reduction, reduce
+from ._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    intensity_range,
+    prepare_image_pair,
+    reduce,
+)
 from .baselines._backbones import (
     FeatureTaps,
     freeze,
@@ -73,10 +82,13 @@ class DFD(nn.Module):
             for 1-channel encoders), ``"none"`` (x / data_range only).
         distance: ``"mse"`` (channels equally weighted) or ``"unit"`` (LPIPS-style unit-normalized
             squared difference summed over channels, no learned heads).
-        data_range: intensity range of the inputs; never inferred from the batch.
+        data_range: intensity range of the inputs, a number R for ``[0, R]`` or a pair
+            ``(low, high)`` (e.g. ``(-1, 1)``, mapped once to [0, 1] on entry); never inferred from
+            the batch.
         reduction: ``"none"`` (B,) | ``"mean"`` | ``"sum"``.
         min_size: smallest accepted spatial size (:class:`ImageTooSmallError` below it).
         in_channels: channels the encoder expects after normalization (3 for ImageNet encoders).
+            A 1-channel encoder also takes 3 identical channels (grayscale saved as RGB).
         name: label used in messages and reprs.
     """
 
@@ -93,7 +105,7 @@ class DFD(nn.Module):
         taps: Sequence[int] | None = None,
         normalization: str = "imagenet",
         distance: str = "mse",
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         min_size: int = 1,
         in_channels: int | None = None,
@@ -127,7 +139,7 @@ class DFD(nn.Module):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def vgg16(cls, data_range: float = 1.0, reduction: str = "none", *,
+    def vgg16(cls, data_range: DataRange = 1.0, reduction: str = "none", *,
               weights_path: str | os.PathLike[str] | None = None, normalization: str = "imagenet",
               taps: Sequence[int] = _VGG_RELU_TAPS) -> DFD:
         """Plain ImageNet VGG16 feature MSE at relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -137,7 +149,7 @@ class DFD(nn.Module):
                    min_size=_vgg_min_size(taps), name="dfd_vgg16")
 
     @classmethod
-    def random(cls, seed: int = 0, data_range: float = 1.0, reduction: str = "none", *,
+    def random(cls, seed: int = 0, data_range: DataRange = 1.0, reduction: str = "none", *,
                normalization: str = "imagenet", taps: Sequence[int] = _VGG_RELU_TAPS) -> DFD:
         """Random-weight control: the VGG16 architecture of :meth:`vgg16` with torchvision's
         initialization (Kaiming-normal fan-out conv weights, zero biases) drawn from ``seed``.
@@ -147,7 +159,7 @@ class DFD(nn.Module):
                    name=f"dfd_random(seed={int(seed)})")
 
     @classmethod
-    def ssfd(cls, data_range: float = 1.0, reduction: str = "none", *,
+    def ssfd(cls, data_range: DataRange = 1.0, reduction: str = "none", *,
              weights: str | os.PathLike[str] | None = None) -> DFD:
         """In-domain SSFD encoder (U-Net encoder trained to in-paint MR slices), level-4 features,
         z-scored 1-channel input, feature MSE. Loads ``ssfd.safetensors`` via
@@ -160,7 +172,7 @@ class DFD(nn.Module):
         return out
 
     @staticmethod
-    def lpips(net: str = "alex", data_range: float = 1.0, reduction: str = "none", *,
+    def lpips(net: str = "alex", data_range: DataRange = 1.0, reduction: str = "none", *,
               weights_path: str | os.PathLike[str] | None = None) -> nn.Module:
         """The package's LPIPS v0.1 module (:mod:`kcross_metric.baselines.lpips`), learned heads included."""
         from .baselines.lpips import LPIPSVGG, LPIPSAlex
@@ -171,7 +183,7 @@ class DFD(nn.Module):
         return classes[net](data_range=data_range, reduction=reduction, weights_path=weights_path)
 
     @staticmethod
-    def dists(data_range: float = 1.0, reduction: str = "none", *,
+    def dists(data_range: DataRange = 1.0, reduction: str = "none", *,
               weights_path: str | os.PathLike[str] | None = None) -> nn.Module:
         """The package's DISTS module (:mod:`kcross_metric.baselines.dists`)."""
         from .baselines.dists import DISTS
@@ -201,9 +213,10 @@ class DFD(nn.Module):
                                f"(shape {tuple(x.shape)})")
         return x
 
-    def features(self, x: torch.Tensor, data_range: float | None = None) -> list[torch.Tensor]:
-        """Tapped feature maps of a batch in [0, data_range]."""
-        feats = list(self.encoder(self.normalize(x, self.data_range if data_range is None else data_range)))
+    def features(self, x: torch.Tensor, data_range: DataRange | None = None) -> list[torch.Tensor]:
+        """Tapped feature maps of a batch in ``data_range`` (default: the metric's own)."""
+        rng = intensity_range(self.data_range if data_range is None else data_range)
+        feats = list(self.encoder(self.normalize(rng.to_internal(x), rng.compute_range)))
         if self.taps is None:
             return feats
         bad = [t for t in self.taps if not -len(feats) <= t < len(feats)]
@@ -230,12 +243,18 @@ class DFD(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (test), y (reference): (B, C, H, W) in [0, data_range] -> distance (B,) (0 = identical)."""
-        dr = check_image_pair(x, y, data_range=self.data_range, ndims=(4,))
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range, ndims=(4,), channels=self._channels,
+                                      gray_rgb=True)
         return reduce(self._values(x, y, dr), self.reduction)
+
+    @property
+    def _channels(self) -> int | None:
+        """1 for encoders fed the image's own single channel (3 identical channels are reduced)."""
+        return 1 if self.normalization in ("zscore", "none") and self.in_channels == 1 else None
 
     def extra_repr(self) -> str:
         return (f"name={self.name}, taps={self.taps}, normalization={self.normalization}, "
-                f"distance={self.distance}, data_range={self.data_range:g}")
+                f"distance={self.distance}, data_range={format_data_range(self.data_range)}")
 
 
 _VGG_POOLS = frozenset((4, 9, 16, 23, 30))  # torchvision indices of VGG16's max-pool layers
@@ -294,7 +313,7 @@ def _ssfd_encoder(weights: str | os.PathLike[str] | None) -> tuple[SSFDEncoder, 
 class DFDVGG16(DFD):
     """Registry entry ``dfd_vgg16``: :meth:`DFD.vgg16` as a class."""
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none", *,
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none", *,
                  weights_path: str | os.PathLike[str] | None = None, normalization: str = "imagenet") -> None:
         super().__init__(_vgg16_encoder(_VGG_RELU_TAPS, weights_path=weights_path), normalization=normalization,
                          data_range=data_range, reduction=reduction, min_size=_vgg_min_size(_VGG_RELU_TAPS),
@@ -304,7 +323,7 @@ class DFDVGG16(DFD):
 class DFDRandom(DFD):
     """Registry entry ``dfd_random``: :meth:`DFD.random` as a class."""
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none", *, seed: int = 0,
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none", *, seed: int = 0,
                  normalization: str = "imagenet") -> None:
         super().__init__(_vgg16_encoder(_VGG_RELU_TAPS, seed=int(seed)), normalization=normalization,
                          data_range=data_range, reduction=reduction, min_size=_vgg_min_size(_VGG_RELU_TAPS),
@@ -314,7 +333,7 @@ class DFDRandom(DFD):
 class DFDSSFD(DFD):
     """Registry entry ``dfd_ssfd``: :meth:`DFD.ssfd` as a class."""
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none", *,
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none", *,
                  weights: str | os.PathLike[str] | None = None) -> None:
         encoder, tap, info = _ssfd_encoder(weights)
         super().__init__(encoder, taps=(tap,), normalization="zscore", data_range=data_range,
@@ -330,16 +349,18 @@ _PRESETS: dict[str, Callable[[], DFD]] = {
 }
 
 
-def dfd(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: str = "none", *,
+def dfd(x: torch.Tensor, y: torch.Tensor, data_range: DataRange = 1.0, reduction: str = "none", *,
         preset: str = "vgg16") -> torch.Tensor:
     """Functional DFD with a preset encoder (``"vgg16"``, ``"random"`` (seed 0), ``"ssfd"``).
 
-    (B, C, H, W) in [0, data_range] -> (B,). The network of each (preset, device, dtype) is built once.
+    (B, C, H, W) in [0, data_range] (or ``data_range=(low, high)``) -> (B,). The network of each
+    (preset, device, dtype) is built once.
     """
     if preset not in _PRESETS:
         raise ConfigError(f"preset must be one of {sorted(_PRESETS)}, got {preset!r}")
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range, ndims=(4,))
+    channels = 1 if preset == "ssfd" else None  # the SSFD encoder takes the 1-channel image
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range, ndims=(4,), channels=channels, gray_rgb=True)
     key = (preset, str(x.device), str(x.dtype))
     if key not in _CACHE:
         _CACHE[key] = _PRESETS[preset]().to(x.device)

@@ -20,13 +20,15 @@ Families (K-CROSS paper, Sec. "clinically ordered pairs"):
 * global: :func:`rician_noise`, :func:`gaussian_noise`, :func:`gaussian_blur`,
   :func:`bias_field`, :func:`contrast_change`, :func:`intensity_change_in_mask`;
 * lesion edits: :func:`erase_lesion`, :func:`shrink_lesion`, :func:`change_lesion_intensity`
-  (built on :func:`inpaint_region`);
+  (built on :func:`inpaint_region`), :func:`implant_lesion` (an invented copy of the lesion),
+  :func:`move_lesion` (the lesion displaced), with :func:`find_lesion_shift` to pick a shift;
 * :func:`match_mse`: bisection on a severity to hit a target MSE (equal-MSE pairs).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -43,13 +45,17 @@ __all__ = [
     "change_lesion_intensity",
     "contrast_change",
     "erase_lesion",
+    "find_lesion_shift",
     "gaussian_blur",
     "gaussian_noise",
     "ghosting",
+    "implant_lesion",
     "inpaint_region",
     "intensity_change_in_mask",
     "match_mse",
     "motion",
+    "move_lesion",
+    "misregister",
     "mse",
     "rician_noise",
     "shrink_lesion",
@@ -295,6 +301,29 @@ def motion(
         phase = -2.0 * math.pi * (ky * dy.view(1, -1) + kx[lines].view(1, -1) * dx.view(1, -1))
         ramps[i, 0, :, lines] = torch.polar(torch.ones_like(phase), phase)
     return _finish(_magnitude(k * ramps.to(x.device)), x)
+
+
+def misregister(x: torch.Tensor, angle: float, shift: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """Misregistration: the whole image rotated by ``angle`` degrees about its centre and translated
+    by ``shift = (dy, dx)`` pixels (bilinear resampling, zero outside the field of view): anatomy in
+    the wrong place with otherwise intact signal, the error the structure branch is meant to see.
+    ``angle=0, shift=(0, 0)`` is the identity. Shape (B,1,H,W).
+    """
+    x = _check_image(x)
+    a = float(angle)
+    dy, dx = (float(v) for v in shift)
+    if not all(math.isfinite(v) for v in (a, dy, dx)):
+        raise ConfigError(f"angle and shift must be finite, got {angle!r}, {shift!r}")
+    if a == 0.0 and dy == 0.0 and dx == 0.0:
+        return _finish(x.to(_work_dtype(x)), x)
+    wd = _work_dtype(x)
+    b, _, h, w = x.shape
+    rad = math.radians(a)
+    cos, sin = math.cos(rad), math.sin(rad)
+    # affine_grid works in normalized coordinates [-1, 1] (align_corners=False: 2/size per pixel)
+    theta = torch.tensor([[cos, -sin * h / w, -2.0 * dx / w], [sin * w / h, cos, -2.0 * dy / h]], dtype=wd)
+    grid = F.affine_grid(theta.expand(b, 2, 3).to(x.device), [b, 1, h, w], align_corners=False)
+    return _finish(F.grid_sample(x.to(wd), grid, mode="bilinear", padding_mode="zeros", align_corners=False), x)
 
 
 def spike(
@@ -578,6 +607,220 @@ def change_lesion_intensity(
     xw = x.to(wd)
     bg = inpaint_region(x, _lesion_region(xw, m, int(margin)), texture=False).to(wd)
     return _finish(torch.where(m > 0, bg + f * (xw - bg), xw), x)
+
+
+def _check_shift(shift: object) -> tuple[int, int]:
+    """``shift = (dy, dx)``: a pair of integers (pixels), else ConfigError."""
+    if not isinstance(shift, (tuple, list)) or len(shift) != 2:
+        raise ConfigError(f"shift must be a pair of integers (dy, dx), got {shift!r}")
+    out = []
+    for v in shift:
+        if isinstance(v, bool):
+            raise ConfigError(f"shift must be a pair of integers (dy, dx), got {shift!r}")
+        try:
+            out.append(operator.index(v))
+        except TypeError:
+            raise ConfigError(f"shift must be a pair of integers (dy, dx), got {shift!r}") from None
+    return out[0], out[1]
+
+
+def _check_lesion_fits(m: torch.Tensor, dy: int, dx: int) -> None:
+    """ConfigError if any pixel of the mask (B,1,H,W) shifted by (dy, dx) leaves the image."""
+    h, w = m.shape[-2:]
+    rows = torch.nonzero(m.amax(dim=(0, 1, 3)) > 0).flatten()
+    cols = torch.nonzero(m.amax(dim=(0, 1, 2)) > 0).flatten()
+    if not rows.numel():
+        return
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    if r0 + dy < 0 or r1 + dy > h - 1 or c0 + dx < 0 or c1 + dx > w - 1:
+        raise ConfigError(
+            f"shift {(dy, dx)} moves the lesion (rows {r0}..{r1}, columns {c0}..{c1}) out of the "
+            f"{h}x{w} image; valid shifts are dy in [{-r0}, {h - 1 - r1}], dx in [{-c0}, {w - 1 - c1}]"
+        )
+
+
+def _shift(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate (..., H, W) by (dy, dx) integer pixels: ``out[i + dy, j + dx] = t[i, j]``, zero-filled, no wrap."""
+    h, w = t.shape[-2:]
+    out = torch.zeros_like(t)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = t[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _feather(m: torch.Tensor, feather: int) -> torch.Tensor:
+    """Soft weight of a {0,1} mask: 1 on the mask, ``1 - k/(feather+1)`` at (disk) distance k <= feather
+    px outside it, 0 beyond ``_dilate(m, feather)``."""
+    acc = m.clone()
+    for k in range(1, feather + 1):
+        acc = acc + _dilate(m, k)
+    return acc / (feather + 1)
+
+
+def _paste(
+    base: torch.Tensor, source: torch.Tensor, m: torch.Tensor, dy: int, dx: int, feather: int
+) -> torch.Tensor:
+    """``base * (1 - w) + shift(source) * w`` with ``w`` the feathered shifted mask (work dtype, no clipping)."""
+    w = _feather(_shift(m, dy, dx), feather)
+    w = w * _shift(torch.ones_like(m), dy, dx)  # no weight where the copied pixel would come from outside
+    return base * (1.0 - w) + _shift(source, dy, dx) * w
+
+
+def implant_lesion(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift: tuple[int, int],
+    *,
+    feather: int = 2,
+) -> torch.Tensor:
+    """Invent a lesion: paste a copy of the lesion at the mask's location moved by ``shift``.
+
+    ``out = x * (1 - w) + shifted_x * w`` where ``shifted_x`` is ``x`` translated by
+    ``shift = (dy, dx)`` integer pixels (one shift for the whole batch, no wrap-around) and ``w``
+    is the shifted mask feathered over ``feather`` px: exactly 1 on the shifted lesion, falling
+    linearly to 0 at ``feather + 1`` px outside it (so the copy carries a soft border of the
+    original surroundings, no hard seam) and exactly 0 beyond. The copy lands over whatever
+    anatomy is there; the original lesion stays. ``shift=(0, 0)`` and an empty mask are the
+    identity. Use :func:`find_lesion_shift` to choose a shift that lands on brain.
+
+    Args:
+        x: (B,1,H,W) in [0,1].
+        mask: binary lesion mask, shape (B,1,H,W).
+        shift: ``(dy, dx)`` integers (rows down, columns right).
+        feather: width of the soft border in px (>= 0; 0 is a hard paste).
+
+    Returns:
+        (B,1,H,W) in [0,1], dtype and device of ``x``.
+
+    Raises:
+        ConfigError: ``shift`` not a pair of integers, ``feather < 0``, or a lesion pixel shifted
+            out of the image.
+    """
+    x = _check_image(x)
+    m = _check_mask(mask, x)
+    dy, dx = _check_shift(shift)
+    f = int(feather)
+    if f < 0:
+        raise ConfigError(f"feather must be >= 0, got {feather!r}")
+    _check_lesion_fits(m, dy, dx)
+    xw = x.to(_work_dtype(x))
+    if (dy, dx) == (0, 0) or not bool((m > 0).any()):
+        return _finish(xw, x)
+    return _finish(_paste(xw, xw, m, dy, dx, f), x)
+
+
+def move_lesion(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift: tuple[int, int],
+    *,
+    feather: int = 2,
+    margin: int = 2,
+    texture: bool = True,
+    generator: GeneratorLike = 0,
+) -> torch.Tensor:
+    """Move a lesion by ``shift = (dy, dx)`` integer pixels.
+
+    The lesion is first removed with :func:`erase_lesion` (``margin``, ``texture`` and
+    ``generator`` are passed to it), then the original lesion content of the unedited ``x`` is
+    pasted at the shifted location as in :func:`implant_lesion` (feathered over ``feather`` px;
+    one shift for the whole batch). ``shift=(0, 0)`` and an empty mask are the identity.
+
+    Args:
+        x: (B,1,H,W) in [0,1].
+        mask: binary lesion mask, shape (B,1,H,W).
+        shift: ``(dy, dx)`` integers (rows down, columns right).
+
+    Returns:
+        (B,1,H,W) in [0,1], dtype and device of ``x``.
+
+    Raises:
+        ConfigError: as :func:`implant_lesion`.
+    """
+    x = _check_image(x)
+    m = _check_mask(mask, x)
+    dy, dx = _check_shift(shift)
+    f = int(feather)
+    if f < 0:
+        raise ConfigError(f"feather must be >= 0, got {feather!r}")
+    _check_lesion_fits(m, dy, dx)
+    wd = _work_dtype(x)
+    xw = x.to(wd)
+    if (dy, dx) == (0, 0) or not bool((m > 0).any()):
+        return _finish(xw, x)
+    erased = erase_lesion(x, m, margin=margin, texture=texture, generator=generator).to(wd)
+    return _finish(_paste(erased, xw, m, dy, dx, f), x)
+
+
+def find_lesion_shift(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    generator: GeneratorLike = 0,
+    min_distance: int | None = None,
+    brain_threshold: float = 0.05,
+    min_brain_fraction: float = 0.95,
+    tries: int = 200,
+) -> tuple[int, int] | None:
+    """Draw a random shift for :func:`implant_lesion` / :func:`move_lesion` (one sample only).
+
+    ``tries`` candidate shifts ``(dy, dx)`` are drawn uniformly among the integer shifts that keep
+    every lesion pixel inside the image (on the CPU from ``generator``: deterministic for a fixed
+    seed or generator state). The first candidate is returned for which
+
+    * the shifted lesion does not overlap the lesion dilated by ``min_distance`` px (default 5:
+      the default 2 px feather of the copy and the default 2 px erased rim of
+      :func:`move_lesion` do not touch, so the lesion lands clearly elsewhere), and
+    * at least ``min_brain_fraction`` of the shifted lesion pixels lie on brain (``x > brain_threshold``).
+
+    Args:
+        x: a single sample, shape (1,1,H,W), in [0,1].
+        mask: binary lesion mask, shape (1,1,H,W).
+
+    Returns:
+        ``(dy, dx)`` as Python ints, or None if the mask is empty or no candidate qualifies.
+
+    Raises:
+        ShapeError: batch size other than 1.
+        ConfigError: invalid ``min_distance``, ``brain_threshold``, ``min_brain_fraction`` or ``tries``.
+    """
+    x = _check_image(x)
+    if x.shape[0] != 1:
+        raise ShapeError(f"find_lesion_shift works on one sample: x must be (1,1,H,W), got {tuple(x.shape)}")
+    m = _check_mask(mask, x)
+    d = 5 if min_distance is None else int(min_distance)
+    if d < 0:
+        raise ConfigError(f"min_distance must be >= 0, got {min_distance!r}")
+    thr = float(brain_threshold)
+    if not math.isfinite(thr):
+        raise ConfigError(f"brain_threshold must be finite, got {brain_threshold!r}")
+    frac = float(min_brain_fraction)
+    if not 0.0 <= frac <= 1.0:
+        raise ConfigError(f"min_brain_fraction must be in [0, 1], got {min_brain_fraction!r}")
+    n_tries = int(tries)
+    if n_tries < 1:
+        raise ConfigError(f"tries must be >= 1, got {tries!r}")
+    gen = _as_generator(generator)
+    pts = torch.nonzero(m[0, 0] > 0).cpu()
+    if not pts.shape[0]:
+        return None
+    h, w = x.shape[-2:]
+    (r0, c0), (r1, c1) = pts.amin(0).tolist(), pts.amax(0).tolist()
+    dy = torch.randint(-r0, h - r1, (n_tries,), generator=gen)
+    dx = torch.randint(-c0, w - c1, (n_tries,), generator=gen)
+    ys = pts[:, 0].view(1, -1) + dy.view(-1, 1)  # (tries, n) shifted lesion pixels, all inside
+    xs = pts[:, 1].view(1, -1) + dx.view(-1, 1)
+    forbidden = (_dilate(m, d)[0, 0] > 0).cpu()
+    brain = (x[0, 0].to(_work_dtype(x)) > thr).cpu()
+    ok = ~forbidden[ys, xs].any(1) & (brain[ys, xs].to(torch.float64).mean(1) >= frac - 1e-12)
+    hits = torch.nonzero(ok).flatten()
+    if not hits.numel():
+        return None
+    k = int(hits[0])
+    return int(dy[k]), int(dx[k])
 
 
 # ----------------------------------------------------------------------------- MSE matching

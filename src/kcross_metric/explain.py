@@ -11,9 +11,9 @@ returns everything needed to look at the result (used by ``kcross-score --report
   ``tumor`` and ``structure`` are the natural score network evaluated with the other branch's
   difference vector zeroed (as in :meth:`KCross.qualities`), so they split the natural part only
   approximately;
-* the lesion mask the tumor branch used, the absolute error ``|fake - real| / data_range`` and the
-  k-space error ``log(|fft2c(fake) - fft2c(real)| + eps)`` (orthonormal, centred DFT of each axial
-  slice of the [0, 1]-scaled images, DC in the middle).
+* the lesion mask the tumor branch used, the absolute error ``|fake - real|`` over the span of
+  ``data_range`` and the k-space error ``log(|fft2c(fake) - fft2c(real)| + eps)`` (orthonormal,
+  centred DFT of each axial slice of the [0, 1]-scaled images, DC in the middle).
 
 Shapes: inputs ``(B,1,H,W)`` slices or ``(B,1,D,H,W)`` volumes. Per-slice tensors are ``(B,D)``
 with ``D = 1`` for slice inputs; maps have the inputs' shape.
@@ -57,7 +57,8 @@ class KCrossExplanation:
         slice_used: (B,D) bool, slices with brain that were scored.
         has_lesion: (B,D) bool, slices where the tumor branch was active.
         lesion_mask: bool, inputs' shape: the lesion region the tumor branch compared.
-        error_map: inputs' shape, ``|fake - real| / data_range`` in [0, 1].
+        error_map: inputs' (1-channel) shape, ``|fake - real|`` over the span of ``data_range``,
+            in [0, 1].
         kspace_error: inputs' shape, ``log(|fft2c(fake) - fft2c(real)| + 1e-8)`` per axial slice,
             centred (DC at ``(H//2, W//2)``), on the [0, 1]-scaled images.
         combine: the metric's ``combine`` rule (the contribution identity holds for ``"product"``).
@@ -123,12 +124,13 @@ def explain(
     Args:
         metric: a :class:`~kcross_metric.KCross` instance.
         fake, real, source, mask: as for :meth:`KCross.score`: ``(B,1,H,W)`` or ``(B,1,D,H,W)`` in
-            ``[0, metric.data_range]``; ``mask`` an optional lesion mask of the same shape.
+            ``metric.data_range`` (``[0, R]`` or ``[low, high]``); ``mask`` an optional lesion mask
+            of the same shape.
 
     Returns:
         :class:`KCrossExplanation`.
     """
-    metric._check_inputs(fake, real, source, mask)
+    fake, real, source, mask = metric._check_inputs(fake, real, source, mask)
     slices_in = fake.dim() == 4
 
     def as_volume(t: torch.Tensor) -> torch.Tensor:
@@ -136,7 +138,6 @@ def explain(
 
     fv, rv = as_volume(fake), as_volume(real)
     b, _, d, h, w = fv.shape
-    scale = 1.0 / metric.data_range
 
     def to_slices(t: torch.Tensor) -> torch.Tensor:
         return as_volume(t).permute(0, 2, 1, 3, 4).reshape(b * d, 1, h, w)
@@ -145,8 +146,7 @@ def explain(
         return t.reshape(b, d, 1, h, w).permute(0, 2, 1, 3, 4)
 
     with torch.no_grad():
-        f01 = (fv.float() * scale).clamp(0.0, 1.0)
-        r01 = (rv.float() * scale).clamp(0.0, 1.0)
+        f01, r01 = metric._to_unit(fv), metric._to_unit(rv)
         used = torch.ones(b, d, dtype=torch.bool, device=fv.device) if slices_in else _brain_slices(metric, r01)
         idx = used.flatten().nonzero().squeeze(1)
         res = metric.score(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_data_range, check_pair, check_tensor
+from ._checks import DataRange, check_data_range, check_pair, check_tensor, intensity_range
 from .baselines._backbones import (
     FeatureTaps,
     freeze,
@@ -174,10 +174,15 @@ class Cyclic25DLoss(nn.Module):
     MSE is on intensities divided by ``data_range``; SSIM is the package's 3-D Gaussian SSIM
     (:class:`kcross_metric.baselines.ssim.SSIM`, needs every dimension >= 11). The last components
     are kept in ``self.last`` (floats) for logging. Returns a scalar.
+
+    ``data_range`` is a number R (volumes in ``[0, R]``) or a pair ``(low, high)`` such as
+    ``(-1, 1)``: volumes are then mapped once to [0, 1] on entry, and the loss and its gradients
+    are those of the volumes rescaled to [0, 1]. Volumes are (B, 1, D, H, W); 3 identical channels
+    (grayscale saved as RGB) are taken as one.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, *,
-                 data_range: float = 1.0, schedule: CyclicPlaneSchedule | None = None,
+                 data_range: DataRange = 1.0, schedule: CyclicPlaneSchedule | None = None,
                  perceptual: PlanePerceptualLoss | None = None) -> None:
         super().__init__()
         from .baselines.ssim import SSIM
@@ -188,7 +193,9 @@ class Cyclic25DLoss(nn.Module):
         self.data_range = check_data_range(data_range)
         self.schedule = schedule if schedule is not None else CyclicPlaneSchedule()
         self.perceptual = perceptual if perceptual is not None or self.gamma == 0 else PlanePerceptualLoss()
-        self.ssim = SSIM(data_range=self.data_range, reduction="mean") if self.beta > 0 else None
+        # SSIM gets the volumes already mapped by forward(), so it computes with the mapped range
+        rng = intensity_range(self.data_range)
+        self.ssim = SSIM(data_range=rng.compute_range, reduction="mean") if self.beta > 0 else None
         self.epoch = 0
         self.last: dict[str, float | str] = {}
 
@@ -201,14 +208,18 @@ class Cyclic25DLoss(nn.Module):
         return self.schedule.plane_at(self.epoch if epoch is None else epoch)
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
-        check_tensor(fake, "fake", ndims=(5,), channels=1)
-        check_tensor(real, "real", ndims=(5,), channels=1)
+        rng = intensity_range(self.data_range)
+        # values are checked (in the caller's units) where SSIM used to check them, i.e. when beta > 0
+        checked = rng if self.ssim is not None else None
+        fake = check_tensor(fake, "fake", ndims=(5,), channels=1, data_range=checked, gray_rgb=True)
+        real = check_tensor(real, "real", ndims=(5,), channels=1, data_range=checked, gray_rgb=True)
         check_pair(fake, real)
+        fake, real = rng.to_internal(fake), rng.to_internal(real)
         plane = self.plane(epoch)
         total = fake.new_zeros(())
         self.last = {"plane": plane}
         if self.alpha:
-            mse = ((fake - real) / self.data_range).pow(2).mean()
+            mse = ((fake - real) / rng.compute_range).pow(2).mean()
             total = total + self.alpha * mse
             self.last["mse"] = float(mse.detach())
         if self.beta and self.ssim is not None:

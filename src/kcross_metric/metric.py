@@ -5,7 +5,9 @@ for Synthesized Neuroimage Quality Assessment").
 target image (and optionally the source image the fake was synthesized from):
 
 * inputs (B,1,H,W) slices or (B,1,D,H,W) volumes (axial slices along D), intensities in
-  ``[0, data_range]`` with a zero background (skull-stripped);
+  ``[0, data_range]`` with a zero background (skull-stripped), or in ``[low, high]`` for
+  ``data_range=(low, high)`` (e.g. ``(-1, 1)`` for a tanh generator; the background is then ``low``);
+  3 identical channels (grayscale saved as RGB) are taken as one;
 * output (B,) scores in [0, 1], higher is better, 1 for a fake identical to the real image.
 
 Three branches (paper Sec. III): a complex U-Net on normalized k-space, a tumor encoder on the
@@ -19,17 +21,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_data_range, check_pair, check_reduction, check_tensor, reduce
-from .branches import complex_branch_features, structure_branch_features, tumor_branch_features
+from ._checks import (
+    DataRange,
+    check_data_range,
+    check_pair,
+    check_reduction,
+    check_tensor,
+    intensity_range,
+    reduce,
+    single_channel,
+)
+from .branches import (
+    complex_branch_features,
+    lesion_change_features,
+    structure_branch_features,
+    tumor_branch_features,
+)
 from .errors import ConfigError, DeviceMismatchError, NonFiniteError, ShapeError
 from .kspace import image_to_kspace
-from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks
+from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explain import KCrossExplanation
@@ -85,7 +101,9 @@ class KCross(nn.Module):
     Args:
         weights: path to a ``.safetensors`` file; ``None`` uses the weights bundled with the package
             (an :class:`~kcross_metric.errors.UntrainedWeightsError` if this build has none).
-        data_range: intensity range of the inputs, ``[0, data_range]``; never inferred from data.
+        data_range: intensity range of the inputs: a number R for ``[0, R]``, or a pair
+            ``(low, high)`` such as ``(-1, 1)`` (torchmetrics' convention), mapped once to [0, 1] on
+            entry, so scores equal those of the images rescaled to [0, 1]. Never inferred from data.
         reduction: ``"none"`` (B,) | ``"mean"`` | ``"sum"``.
         segmenter: optional callable ``(N,1,H,W) in [0,1] -> (N,1,H,W)`` lesion probabilities or
             booleans, replacing the bundled segmenter. A ``mask=`` given to the call overrides both.
@@ -94,7 +112,8 @@ class KCross(nn.Module):
         slice_batch_size: slices scored at once; bounds memory for volumes.
         min_lesion_pixels: predicted lesions smaller than this (per slice) count as no lesion.
         brain_threshold, min_brain_fraction: a volume slice is scored when at least
-            ``min_brain_fraction`` of the real slice's pixels exceed ``brain_threshold * data_range``.
+            ``min_brain_fraction`` of the real slice's pixels exceed ``brain_threshold`` of the
+            range above its lower bound (``brain_threshold * data_range`` for ``[0, data_range]``).
 
     Example:
         >>> import torch
@@ -113,7 +132,7 @@ class KCross(nn.Module):
         self,
         weights: str | Path | None = None,
         *,
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         segmenter: Segmenter | None = None,
         combine: Combine = "product",
@@ -147,7 +166,7 @@ class KCross(nn.Module):
 
             path = resolve_weights(weights, filename=WEIGHTS_FILENAME)
             tensors, metadata = load_safetensors_with_metadata(path)
-            self.nets = KCrossNetworks()
+            self.nets = KCrossNetworks.for_state(tensors)
             load_state_dict_strict(self.nets, tensors)
             self.weights_info = {
                 "weights": Path(path).name,
@@ -160,12 +179,12 @@ class KCross(nn.Module):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def untrained(cls, seed: int = 0, **kwargs: object) -> "KCross":
+    def untrained(cls, seed: int = 0, design: str = "v2", **kwargs: object) -> "KCross":
         """Randomly initialised architecture (for training and tests). Scores are meaningless."""
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
-            nets = KCrossNetworks()
+            nets = KCrossNetworks(design)
         finally:
             torch.random.set_rng_state(gen_state)
         return cls(_networks=nets, **kwargs)  # type: ignore[arg-type]
@@ -226,26 +245,32 @@ class KCross(nn.Module):
         real: torch.Tensor,
         source: torch.Tensor | None,
         mask: torch.Tensor | None,
-    ) -> None:
-        dr = self.data_range
-        check_tensor(fake, "fake", ndims=(4, 5), channels=1, data_range=dr)
-        check_tensor(real, "real", ndims=(4, 5), channels=1, data_range=dr)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Validate the inputs in the caller's units; returns them with 3 identical channels
+        (grayscale saved as RGB) reduced to one, ``x[:, :1]``."""
+        dr = intensity_range(self.data_range)
+        fake = check_tensor(fake, "fake", ndims=(4, 5), channels=1, data_range=dr, gray_rgb=True)
+        real = check_tensor(real, "real", ndims=(4, 5), channels=1, data_range=dr, gray_rgb=True)
         check_pair(fake, real, ("fake", "real"))
         if source is not None:
-            check_tensor(source, "source", ndims=(4, 5), channels=1, data_range=dr)
+            source = check_tensor(source, "source", ndims=(4, 5), channels=1, data_range=dr, gray_rgb=True)
             check_pair(fake, source, ("fake", "source"))
         if mask is not None:
             if not isinstance(mask, torch.Tensor):
                 raise ShapeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+            if mask.dim() == fake.dim() and mask.shape[1] == 3 and mask.device.type != "meta":
+                mask = single_channel(mask, "mask")
             if mask.shape != fake.shape:
                 raise ShapeError(f"mask must have the inputs' shape {tuple(fake.shape)}, got {tuple(mask.shape)}")
             if mask.device != fake.device:
                 raise DeviceMismatchError(f"mask is on {mask.device} but fake is on {fake.device}")
             if mask.is_floating_point() and mask.device.type != "meta" and not bool(torch.isfinite(mask).all()):
                 raise NonFiniteError("mask contains NaN or Inf values; expected a boolean or 0/1 lesion mask")
+        return fake, real, source, mask
 
     # ------------------------------------------------------------------ lesion masks
-    def _segment(self, image: torch.Tensor) -> torch.Tensor:
+    def _lesion_probability(self, image: torch.Tensor) -> torch.Tensor:
+        """(N,1,H,W) lesion probabilities in [0, 1] from the bundled or the user's segmenter."""
         if self.custom_segmenter is not None:
             out = self.custom_segmenter(image)
             if not isinstance(out, torch.Tensor) or out.shape != image.shape:
@@ -253,8 +278,11 @@ class KCross(nn.Module):
                     f"segmenter must return a tensor of shape {tuple(image.shape)}, got "
                     f"{getattr(out, 'shape', type(out).__name__)}"
                 )
-            return out.float() > 0.5
-        return torch.sigmoid(self.nets.segmenter(image)) > 0.5
+            return out.float().clamp(0.0, 1.0)
+        return torch.sigmoid(self.nets.segmenter(image))
+
+    def _segment(self, image: torch.Tensor) -> torch.Tensor:
+        return self._lesion_probability(image) > 0.5
 
     def segment(self, image: torch.Tensor) -> torch.Tensor:
         """The lesion mask the metric's segmenter (bundled or ``segmenter=``) gives ``image``.
@@ -272,19 +300,32 @@ class KCross(nn.Module):
 
     def _lesion_masks(
         self, fake: torch.Tensor, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The lesion region (bool) and, for the v2 design, the (N,2) lesion-change features."""
+        v2 = self.nets.design == "v2"
+        change = None
         with torch.no_grad():
+            prob_real = prob_fake = None
+            if v2:  # the fake's lesions are compared with the real's by the lesion-change features
+                prob_real, prob_fake = self._lesion_probability(real.detach()), self._lesion_probability(fake.detach())
+                change = lesion_change_features(prob_fake, prob_real)
             if mask is not None:
                 lesion = mask.float() > 0.5
+            elif v2:
+                # v2: real and source only, so the region does not move between two fakes of the same
+                # real image (a lesion added or moved in the fake is seen by the lesion-change features)
+                lesion = prob_real > 0.5  # type: ignore[operator]
+                if source is not None:
+                    lesion = lesion | self._segment(source.detach())
             else:
-                # Union over real, fake (a hallucinated lesion) and source: a lesion missing,
+                # v1: union over real, fake (a hallucinated lesion) and source: a lesion missing,
                 # changed or added in the fake must be inside the region the tumor branch compares.
                 lesion = self._segment(real.detach()) | self._segment(fake.detach())
                 if source is not None:
                     lesion = lesion | self._segment(source.detach())
             counts = lesion.flatten(1).sum(dim=1)
             lesion = lesion & (counts >= self.min_lesion_pixels)[:, None, None, None]
-        return lesion
+        return lesion, change
 
     # ------------------------------------------------------------------ scoring of slices
     def slice_features(
@@ -304,26 +345,35 @@ class KCross(nn.Module):
         source_p = _pad_to_multiple(source, PAD_MULTIPLE)[0] if source is not None else None
         mask_p = _pad_to_multiple(mask.float(), PAD_MULTIPLE)[0] if mask is not None else None
 
-        lesion = self._lesion_masks(fake_p, real_p, source_p, mask_p)
+        lesion, change = self._lesion_masks(fake_p, real_p, source_p, mask_p)
         region = F.max_pool2d(lesion.float(), 5, stride=1, padding=2)  # include the lesion border
         nets = self.nets
-        return {
+        out = {
             "complex": complex_branch_features(nets.complex_unet, image_to_kspace(fake_p), image_to_kspace(real_p)),
             "tumor": tumor_branch_features(nets.tumor, fake_p, real_p, region),
             "structure": structure_branch_features(nets.structure, fake_p, real_p, source_p),
             "has_lesion": lesion.flatten(1).any(dim=1),
             "lesion_mask": _unpad(lesion, pad),
         }
+        if change is not None:
+            out["lesion_change"] = change
+        return out
 
     def qualities(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Branch qualities and the combined score from :meth:`slice_features` vectors."""
         nets = self.nets
         vc, vt, vs = features["complex"], features["tumor"], features["structure"]
+        vm = features.get("lesion_change")
         zeros = torch.zeros_like(vt)
-        q_complex = torch.exp(-nets.complex_score(vc))
-        q_natural = torch.exp(-nets.natural_score(torch.cat([vt, vs], dim=1)))
-        q_tumor = torch.exp(-nets.natural_score(torch.cat([vt, zeros], dim=1)))
-        q_structure = torch.exp(-nets.natural_score(torch.cat([zeros, vs], dim=1)))
+        e_complex, e_natural = head_energies(nets.design, nets.complex_score, nets.natural_score, vc, vt, vs, vm)
+        q_complex, q_natural = torch.exp(-e_complex), torch.exp(-e_natural)
+        # branch qualities for reports and ablations: the natural head with the other branch at 0;
+        # the lesion-change features (v2) belong to the tumor branch
+        q_tumor = torch.exp(-head_energies(nets.design, nets.complex_score, nets.natural_score, vc, vt, zeros, vm)[1])
+        no_change = None if vm is None else torch.zeros_like(vm)
+        q_structure = torch.exp(
+            -head_energies(nets.design, nets.complex_score, nets.natural_score, vc, zeros, vs, no_change)[1]
+        )
         if self.combine == "product":
             score = q_complex * q_natural
         elif self.combine == "mean":
@@ -379,15 +429,14 @@ class KCross(nn.Module):
         source: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> KCrossResult:
-        """Score and explain: per-sample scores, branch qualities, lesion masks, per-slice scores."""
-        self._check_inputs(fake, real, source, mask)
+        """Score and explain: per-sample scores, branch qualities, lesion masks, per-slice scores.
+
+        ``fake``, ``real``, ``source``: (B,1,H,W) or (B,1,D,H,W) in the metric's ``data_range``
+        (3 identical channels are taken as one); ``mask``: optional lesion mask of that shape.
+        """
+        fake, real, source, mask = self._check_inputs(fake, real, source, mask)
         out_dtype = fake.dtype if fake.dtype in (torch.float32, torch.float64) else torch.float32
-        scale = 1.0 / self.data_range
-
-        def prep(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else (t.float() * scale).clamp(0.0, 1.0)
-
-        f, r, s = prep(fake), prep(real), prep(source)
+        f, r, s = self._to_unit(fake), self._to_unit(real), self._to_unit(source)
         if fake.dim() == 4:
             out = self._score_in_chunks(f, r, s, mask)
             branches = {k: out[k].to(out_dtype) for k in ("complex", "tumor", "structure", "natural")}
@@ -399,6 +448,21 @@ class KCross(nn.Module):
                 version=self.version,
             )
         return self._score_volume(f, r, s, mask, out_dtype)
+
+    @overload
+    def _to_unit(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def _to_unit(self, t: None) -> None: ...
+
+    def _to_unit(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """Validated inputs in the metric's ``data_range`` -> float32 in [0, 1], the networks' scale:
+        the one mapping of the inputs (:meth:`IntensityRange.to_internal`, then ``1 / data_range``
+        for a range starting at 0)."""
+        if t is None:
+            return None
+        rng = intensity_range(self.data_range)
+        return (rng.to_internal(t.float()) * (1.0 / rng.compute_range)).clamp(0.0, 1.0)
 
     def _score_volume(
         self,

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ._checks import check_reduction, reduce
+from ._checks import check_reduction, intensity_range, reduce
 from .errors import ConfigError, ShapeError
 from .registry import MetricInfo, create_metric, list_metrics, metric_info
 
@@ -109,9 +109,12 @@ class RegistryMetric(Metric):
     processes; ``values`` (list of (B,) tensors) if ``keep_per_sample``.
 
     ``update(fake, real, source=None, mask=None)``: ``fake``/``real`` (B,1,H,W) or (B,1,D,H,W) in
-    ``[0, data_range]`` (see the wrapped metric for the layouts it takes); ``source`` and ``mask``
-    only for metrics that use them (K-CROSS). ``compute()``: scalar mean (``state_dtype``), NaN
-    before any update.
+    ``[0, data_range]``, or in ``[low, high]`` for ``data_range=(low, high)`` such as ``(-1, 1)``
+    (mapped once to [0, 1] by the wrapped metric: values equal those of the rescaled images); see
+    the wrapped metric for the layouts it takes (K-CROSS also takes 3 identical channels).
+    ``source`` and ``mask`` only for metrics that use them (K-CROSS). ``compute()``: scalar mean
+    (``state_dtype``), NaN before any update. Move the metric to the model's device with
+    ``.to(device)`` (the wrapped networks and the states move together).
     """
 
     metric_name: ClassVar[str] = ""
@@ -281,7 +284,8 @@ KCrossMetric = _subclass(
     "KCrossMetric",
     _doc(
         "kcross",
-        "\n\n``KCrossMetric(weights=None, data_range=1.0, ...)`` takes :class:`~kcross_metric.KCross`'s"
+        "\n\n``KCrossMetric(weights=None, data_range=1.0, ...)`` (``data_range=(-1, 1)`` for [-1, 1]"
+        " images) takes :class:`~kcross_metric.KCross`'s"
         " options as keywords (or ``module=KCross.untrained(seed=0)``); ``update(fake, real,"
         " source=None, mask=None)`` with slices (B,1,H,W) or volumes (B,1,D,H,W).",
     ),
@@ -308,12 +312,16 @@ class KCrossLoss(nn.Module):
         metric: a :class:`~kcross_metric.KCross` (its ``reduction`` is ignored; per-sample
             scores are taken from :meth:`KCross.score`). ``None`` builds ``KCross(**kwargs)``.
         reduction: ``"mean"`` (default) | ``"sum"`` | ``"none"`` over the batch.
-        clamp: clip ``fake`` into ``[0, data_range]`` first (gradient zero where clipped) instead of
-            raising :class:`~kcross_metric.errors.RangeError` for out-of-range generator output.
+        clamp: clip ``fake`` into the metric's ``data_range`` (``[0, R]`` or ``[low, high]``) first
+            (gradient zero where clipped) instead of raising
+            :class:`~kcross_metric.errors.RangeError` for out-of-range generator output.
         **kwargs: :class:`KCross` options when ``metric`` is None.
 
     ``forward(fake, real, source=None, mask=None)``: tensors as for K-CROSS, (B,1,H,W) or
-    (B,1,D,H,W) in ``[0, data_range]`` -> loss in [0, 1] (scalar, or (B,) for ``"none"``).
+    (B,1,D,H,W) in ``[0, data_range]``, or in ``[low, high]`` for ``data_range=(low, high)``
+    (``kcross_loss(KCross(data_range=(-1, 1)))`` takes a tanh generator's output as it is) -> loss
+    in [0, 1] (scalar, or (B,) for ``"none"``). Loss and gradients are those of computing the loss on
+    ``(fake - low) / (high - low)`` yourself (with ``data_range=1``).
     """
 
     def __init__(
@@ -342,7 +350,7 @@ class KCrossLoss(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.clamp:
-            fake = fake.clamp(0.0, self.metric.data_range)
+            fake = intensity_range(self.metric.data_range).clamp(fake)
         scores = self.metric.score(fake, real, source, mask).score
         return reduce(1.0 - scores, self.reduction)
 

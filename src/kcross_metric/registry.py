@@ -55,7 +55,11 @@ def metric_info(name: str) -> MetricInfo:
 
 
 def create_metric(name: str, **kwargs: Any) -> Any:
-    """Build the ``nn.Module`` of a registered metric, e.g. ``create_metric("ssim", data_range=1.0)``."""
+    """Build the ``nn.Module`` of a registered metric, e.g. ``create_metric("ssim", data_range=1.0)``.
+
+    Every registered metric takes ``data_range`` as a number R (inputs in ``[0, R]``) or a pair
+    ``(low, high)``, e.g. ``create_metric("ssim", data_range=(-1, 1))`` for [-1, 1] GAN tensors.
+    """
     info = metric_info(name)
     module_name, _, class_name = info.target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -15,14 +15,16 @@ left->right), so the planes are::
 Design decisions (see ``docs/dfd-and-25d.md``):
 
 * A slice is scored when the brain mask has at least one voxel in it; the mask is taken from the
-  REAL volume (default ``real > mask_threshold * data_range``), so the fake cannot choose which
+  REAL volume (default ``real > low + mask_threshold * (high - low)`` for ``data_range=(low, high)``,
+  ``real > mask_threshold * data_range`` for a number), so the fake cannot choose which
   slices count. A sample with no brain voxel at all raises :class:`InputError`.
 * Anisotropic voxels: with ``spacing=(s_D, s_H, s_W)`` (mm), each slice is resampled in-plane to
   square pixels at the finer of its two in-plane spacings (bilinear; equivalently trilinear
   interpolation that leaves the slice axis untouched, so no slice is invented). Without
   ``spacing`` voxels are assumed isotropic.
-* Slices smaller than the metric's ``min_size`` are zero-padded (zero = background of a
-  skull-stripped [0, data_range] slice) symmetrically up to it when ``pad_small=True``;
+* Slices smaller than the metric's ``min_size`` are padded with the range's lower bound (0, the
+  background of a skull-stripped [0, data_range] slice; -1 for ``data_range=(-1, 1)``)
+  symmetrically up to it when ``pad_small=True``;
   otherwise :class:`ImageTooSmallError` is raised. Padding changes mean-type metrics (more
   background), which is why it can be switched off.
 * Per-plane value of a sample = unweighted mean over its scored slices; overall value = mean of
@@ -39,7 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_data_range, check_pair, check_tensor
+from ._checks import (
+    DataRange,
+    IntensityRange,
+    check_data_range,
+    check_pair,
+    check_tensor,
+    intensity_range,
+    single_channel,
+)
 from .errors import ConfigError, ImageTooSmallError, InputError, ShapeError
 
 __all__ = ["PLANES", "Volume25DResult", "plane_slices", "score_25d"]
@@ -90,15 +100,15 @@ def _resample_isotropic(x: torch.Tensor, sp: tuple[float, float]) -> torch.Tenso
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _pad_to(x: torch.Tensor, min_size: int) -> torch.Tensor:
+def _pad_to(x: torch.Tensor, min_size: int, value: float = 0.0) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = max(0, min_size - h), max(0, min_size - w)
     if ph == 0 and pw == 0:
         return x
-    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=value)
 
 
-def _resolve_metric(metric: str | nn.Module, data_range: float,
+def _resolve_metric(metric: str | nn.Module, data_range: DataRange,
                     metric_kwargs: dict[str, Any] | None) -> tuple[nn.Module, str, bool, bool]:
     """(module, name, higher_is_better, uses_source)."""
     from .registry import create_metric, metric_info
@@ -114,7 +124,7 @@ def _resolve_metric(metric: str | nn.Module, data_range: float,
     if getattr(metric, "reduction", "none") != "none":
         raise ConfigError(f"the metric module must use reduction='none' (per-slice values), got {metric.reduction!r}")
     mdr = getattr(metric, "data_range", None)
-    if mdr is not None and float(mdr) != data_range:
+    if mdr is not None and intensity_range(mdr) != intensity_range(data_range):
         raise ConfigError(f"the metric module has data_range={mdr} but score_25d got data_range={data_range}")
     from .metric import KCross
 
@@ -149,7 +159,7 @@ def score_25d(
     planes: Sequence[str] = PLANES,
     brain_mask: torch.Tensor | None = None,
     spacing: Sequence[float] | None = None,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     mask_threshold: float = 0.01,
     pad_small: bool = True,
     slice_batch_size: int = 32,
@@ -161,10 +171,15 @@ def score_25d(
         metric: a registry name (``kcross_metric.list_metrics()``; built with ``data_range`` and
             ``reduction="none"``, plus ``metric_kwargs``) or a 2-D metric module with
             ``reduction="none"`` whose ``forward(fake, real[, source])`` returns (N,).
-        fake, real: (B, 1, D, H, W) in [0, data_range].
+        fake, real: (B, 1, D, H, W) in ``[0, data_range]`` (or ``[low, high]``); 3 identical
+            channels (grayscale saved as RGB) are reduced to one.
         source: (B, 1, D, H, W) source-modality volume, passed to metrics that use one (K-CROSS).
         planes: any of ``"axial"``, ``"coronal"``, ``"sagittal"``.
-        brain_mask: (B, 1, D, H, W) bool/0-1; default ``real > mask_threshold * data_range``.
+        brain_mask: (B, 1, D, H, W) bool/0-1; default ``real > mask_threshold * data_range``
+            (``real > low + mask_threshold * (high - low)`` for ``data_range=(low, high)``).
+        data_range: a number R for ``[0, R]`` or a pair ``(low, high)`` such as ``(-1, 1)``; slices
+            go to the metric in these units and the metric maps them once (a metric module passed
+            in must have the same range).
         spacing: voxel size (s_D, s_H, s_W) in mm; None = isotropic.
         pad_small: zero-pad slices below the metric's ``min_size`` (else ImageTooSmallError).
         slice_batch_size: slices per metric call (memory bound); results do not depend on it.
@@ -173,11 +188,12 @@ def score_25d(
         :class:`Volume25DResult` with (B,) tensors; no sampling, so results are deterministic.
     """
     dr = check_data_range(data_range)
-    check_tensor(fake, "fake", ndims=(5,), channels=1, data_range=dr)
-    check_tensor(real, "real", ndims=(5,), channels=1, data_range=dr)
+    rng: IntensityRange = intensity_range(dr)
+    fake = check_tensor(fake, "fake", ndims=(5,), channels=1, data_range=rng, gray_rgb=True)
+    real = check_tensor(real, "real", ndims=(5,), channels=1, data_range=rng, gray_rgb=True)
     check_pair(fake, real)
     if source is not None:
-        check_tensor(source, "source", ndims=(5,), channels=1, data_range=dr)
+        source = check_tensor(source, "source", ndims=(5,), channels=1, data_range=rng, gray_rgb=True)
         check_pair(source, real, ("source", "real"))
     planes = tuple(planes)
     if not planes or any(p not in PLANES for p in planes) or len(set(planes)) != len(planes):
@@ -191,8 +207,10 @@ def score_25d(
             raise ConfigError(f"spacing must be three positive voxel sizes (s_D, s_H, s_W), got {spacing!r}")
         sp = (sizes[0], sizes[1], sizes[2])
     if brain_mask is None:
-        mask = real.detach() > mask_threshold * dr
+        mask = real.detach() > rng.low + mask_threshold * rng.span
     else:
+        if isinstance(brain_mask, torch.Tensor) and brain_mask.dim() == 5:
+            brain_mask = single_channel(brain_mask, "brain_mask")
         if not isinstance(brain_mask, torch.Tensor) or brain_mask.shape != real.shape:
             raise ShapeError(f"brain_mask must be a tensor of shape {tuple(real.shape)}, got "
                              f"{getattr(brain_mask, 'shape', type(brain_mask).__name__)}")
@@ -218,13 +236,13 @@ def score_25d(
             si, ki = sample_idx[start:start + slice_batch_size], slice_idx[start:start + slice_batch_size]
             batch = [v[si, ki] for v in vols]  # each (n, 1, h, w)
             if sp is not None:
-                batch = [_resample_isotropic(t, _in_plane_spacing(plane, sp)).clamp(0.0, dr) for t in batch]
+                batch = [rng.clamp(_resample_isotropic(t, _in_plane_spacing(plane, sp))) for t in batch]
             if min(batch[0].shape[-2:]) < min_size:
                 if not pad_small:
                     raise ImageTooSmallError(
                         f"{name} needs slices of at least {min_size}x{min_size} but the {plane} slices are "
                         f"{tuple(batch[0].shape[-2:])}; pass pad_small=True to zero-pad them")
-                batch = [_pad_to(t, min_size) for t in batch]
+                batch = [_pad_to(t, min_size, rng.low) for t in batch]
             try:
                 out = module(*batch)
             except ImageTooSmallError as exc:
@@ -233,7 +251,7 @@ def score_25d(
                 if not pad_small or need is None or need <= min(batch[0].shape[-2:]):
                     raise
                 min_size = need
-                out = module(*[_pad_to(t, min_size) for t in batch])
+                out = module(*[_pad_to(t, min_size, rng.low) for t in batch])
             values.append(out.reshape(-1))
         vals = torch.cat(values)
         total = vals.new_zeros(b).index_add(0, sample_idx.to(vals.device), vals)

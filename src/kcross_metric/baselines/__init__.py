@@ -4,6 +4,9 @@ Each metric is a plain function (``ssim(x, y, data_range=1.0, reduction="none", 
 ``nn.Module`` (``SSIM(data_range=1.0, ...)(x, y)``) with class attributes ``higher_is_better`` and
 ``is_differentiable``. Inputs are (B, C, H, W); MAE, PSNR, SSIM and MS-SSIM also take
 (B, C, D, H, W). Outputs are per-sample values of shape (B,) unless a reduction is asked for.
+``data_range`` is a number R (inputs in ``[0, R]``) or a pair ``(low, high)`` such as ``(-1, 1)``;
+a pair not starting at 0 is mapped once, on entry, to [0, 1] (``_checks.prepare_image_pair``), so
+values equal those of the images rescaled to [0, 1] with ``data_range=1``.
 See ``docs/baselines.md`` for references, conventions and measured agreement with the reference
 implementations. Importing this package loads no weights: LPIPS and DISTS read theirs when built.
 

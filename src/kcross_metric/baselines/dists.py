@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ._backbones import (
     DISTS_CHANNELS,
     FeatureTaps,
@@ -61,7 +68,7 @@ class DISTS(nn.Module):
 
     def __init__(
         self,
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         weights_path: str | os.PathLike[str] | None = None,
         alpha_beta_path: str | os.PathLike[str] | None = None,
@@ -114,11 +121,11 @@ class DISTS(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, 1|3, H, W) in [0, data_range] -> (B,) or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range, ndims=(4,))
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range, ndims=(4,))
         return reduce(self._values(x, y, dr), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}"
+        return f"data_range={format_data_range(self.data_range)}"
 
 
 _CACHE: dict[tuple[str | None, str | None, str], DISTS] = {}
@@ -127,7 +134,7 @@ _CACHE: dict[tuple[str | None, str | None, str], DISTS] = {}
 def dists(
     x: torch.Tensor,
     y: torch.Tensor,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     reduction: str = "none",
     *,
     weights_path: str | os.PathLike[str] | None = None,
@@ -136,7 +143,7 @@ def dists(
     """DISTS between ``x`` and ``y`` (B, 1|3, H, W) in ``[0, data_range]``; the network for
     ``(weights_path, alpha_beta_path, device)`` is built once and cached."""
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range, ndims=(4,))
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range, ndims=(4,))
     key = (
         None if weights_path is None else str(weights_path),
         None if alpha_beta_path is None else str(alpha_beta_path),

@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ._utils import check_min_size, compute_dtype
 
 __all__ = ["gmsd", "GMSD", "GMSD_T"]
@@ -53,7 +60,7 @@ def _gmsd_values(x: torch.Tensor, y: torch.Tensor, data_range: float, kernel: to
 def gmsd(
     x: torch.Tensor,
     y: torch.Tensor,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     reduction: str = "none",
     *,
     t: float = GMSD_T,
@@ -69,7 +76,7 @@ def gmsd(
         GMSD >= 0 (0 for identical images; lower is better).
     """
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range, ndims=(4,))
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range, ndims=(4,))
     return reduce(_gmsd_values(x, y, dr, _prewitt(), t), reduction)
 
 
@@ -80,7 +87,7 @@ class GMSD(nn.Module):
     is_differentiable = True
     kernel: torch.Tensor
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none", t: float = GMSD_T) -> None:
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none", t: float = GMSD_T) -> None:
         super().__init__()
         self.data_range = check_data_range(data_range)
         self.reduction = check_reduction(reduction)
@@ -89,8 +96,8 @@ class GMSD(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, C, H, W) in [0, data_range] -> (B,) or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range, ndims=(4,))
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range, ndims=(4,))
         return reduce(_gmsd_values(x, y, dr, self.kernel, self.t), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}, t={self.t:g}"
+        return f"data_range={format_data_range(self.data_range)}, t={self.t:g}"

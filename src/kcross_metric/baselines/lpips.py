@@ -18,7 +18,14 @@ import os
 import torch
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ..errors import ChannelError, ConfigError
 from ._backbones import FeatureTaps, alexnet_features, freeze, load_backbone_state, vgg16_features
 from ._utils import check_min_size
@@ -61,7 +68,7 @@ class _LPIPS(nn.Module):
 
     def __init__(
         self,
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         weights_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -100,11 +107,11 @@ class _LPIPS(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, 1|3, H, W) in [0, data_range] -> LPIPS distance (B,) (0 = identical)."""
-        dr = check_image_pair(x, y, data_range=self.data_range, ndims=(4,))
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range, ndims=(4,))
         return reduce(self._values(x, y, dr), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"net={self.net}, version=0.1, data_range={self.data_range:g}"
+        return f"net={self.net}, version=0.1, data_range={format_data_range(self.data_range)}"
 
 
 class LPIPSAlex(_LPIPS):
@@ -125,7 +132,7 @@ _CACHE: dict[tuple[str, str | None, str], _LPIPS] = {}
 def lpips(
     x: torch.Tensor,
     y: torch.Tensor,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     reduction: str = "none",
     *,
     net: str = "alex",
@@ -139,7 +146,7 @@ def lpips(
     if net not in classes:
         raise ConfigError(f"net must be 'alex' or 'vgg', got {net!r}")
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range, ndims=(4,))
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range, ndims=(4,))
     key = (net, None if weights_path is None else str(weights_path), str(x.device))
     if key not in _CACHE:
         _CACHE[key] = classes[net](weights_path=weights_path).to(x.device)

@@ -14,7 +14,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ..errors import ConfigError
 from ._utils import check_min_size, compute_dtype, gaussian_kernel1d, matlab_box_downsample
 from .ssim import _check_window, ssim_maps
@@ -72,7 +79,7 @@ def _ms_ssim_values(
 def ms_ssim(
     x: torch.Tensor,
     y: torch.Tensor,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     reduction: str = "none",
     *,
     win_size: int = 11,
@@ -95,7 +102,7 @@ def ms_ssim(
     _check_window(win_size, sigma)
     w = _check_weights(weights)
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range)
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range)
     kernel = gaussian_kernel1d(win_size, sigma, compute_dtype(x)).to(x.device)
     return reduce(_ms_ssim_values(x, y, kernel, w, dr, k1, k2), reduction)
 
@@ -109,7 +116,7 @@ class MSSSIM(nn.Module):
 
     def __init__(
         self,
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         win_size: int = 11,
         sigma: float = 1.5,
@@ -131,9 +138,9 @@ class MSSSIM(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, C, H, W) or (B, C, D, H, W) in [0, data_range] -> (B,) or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range)
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range)
         kernel = self.kernel.to(compute_dtype(x))
         return reduce(_ms_ssim_values(x, y, kernel, self.weights, dr, self.k1, self.k2), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}, win_size={self.kernel.numel()}, levels={len(self.weights)}"
+        return f"data_range={format_data_range(self.data_range)}, win_size={self.kernel.numel()}, levels={len(self.weights)}"

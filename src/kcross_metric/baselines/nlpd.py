@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ._utils import check_min_size, compute_dtype, symmetric_pad
 
 __all__ = ["nlpd", "NLPD"]
@@ -91,7 +98,7 @@ def _nlpd_values(x: torch.Tensor, y: torch.Tensor, data_range: float, lowpass: t
     return torch.stack(rms, dim=1).mean(dim=1)
 
 
-def nlpd(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: str = "none") -> torch.Tensor:
+def nlpd(x: torch.Tensor, y: torch.Tensor, data_range: DataRange = 1.0, reduction: str = "none") -> torch.Tensor:
     """NLPD between ``x`` (test) and ``y`` (reference).
 
     Args:
@@ -101,7 +108,7 @@ def nlpd(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: s
         NLPD >= 0 (0 for identical images up to 1e-10; lower is better).
     """
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range, ndims=(4,))
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range, ndims=(4,))
     return reduce(_nlpd_values(x, y, dr, *_build_filters()), reduction)
 
 
@@ -114,7 +121,7 @@ class NLPD(nn.Module):
     dn_filters: torch.Tensor
     sigmas: torch.Tensor
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none") -> None:
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none") -> None:
         super().__init__()
         self.data_range = check_data_range(data_range)
         self.reduction = check_reduction(reduction)
@@ -125,8 +132,8 @@ class NLPD(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, C, H, W) in [0, data_range] -> (B,) or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range, ndims=(4,))
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range, ndims=(4,))
         return reduce(_nlpd_values(x, y, dr, self.lowpass, self.dn_filters, self.sigmas), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}"
+        return f"data_range={format_data_range(self.data_range)}"

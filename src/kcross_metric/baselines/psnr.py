@@ -13,7 +13,14 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ._utils import compute_dtype
 
 __all__ = ["psnr", "PSNR", "MSE_FLOOR", "PSNR_MAX_DB"]
@@ -29,7 +36,7 @@ def _psnr_values(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.T
     return -10.0 * torch.log10((mse / data_range**2).clamp_min(MSE_FLOOR))
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: str = "none") -> torch.Tensor:
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: DataRange = 1.0, reduction: str = "none") -> torch.Tensor:
     """PSNR between ``x`` (test) and ``y`` (reference).
 
     Args:
@@ -40,7 +47,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: s
         PSNR in dB, in [0, 100] for inputs in range (100 dB = identical images, see module doc).
     """
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range)
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range)
     return reduce(_psnr_values(x, y, dr), reduction)
 
 
@@ -50,15 +57,15 @@ class PSNR(nn.Module):
     higher_is_better = True
     is_differentiable = True
 
-    def __init__(self, data_range: float = 1.0, reduction: str = "none") -> None:
+    def __init__(self, data_range: DataRange = 1.0, reduction: str = "none") -> None:
         super().__init__()
         self.data_range = check_data_range(data_range)
         self.reduction = check_reduction(reduction)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, C, H, W) or (B, C, D, H, W) in [0, data_range] -> (B,) dB or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range)
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range)
         return reduce(_psnr_values(x, y, dr), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}"
+        return f"data_range={format_data_range(self.data_range)}"

@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_data_range, check_image_pair, check_reduction, reduce
+from .._checks import (
+    DataRange,
+    check_data_range,
+    check_reduction,
+    format_data_range,
+    prepare_image_pair,
+    reduce,
+)
 from ..errors import ConfigError
 from ._utils import (
     check_min_size,
@@ -92,7 +99,7 @@ def _ssim_values(
 def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
-    data_range: float = 1.0,
+    data_range: DataRange = 1.0,
     reduction: str = "none",
     *,
     win_size: int = 11,
@@ -117,7 +124,7 @@ def ssim(
     """
     _check_window(win_size, sigma)
     check_reduction(reduction)
-    dr = check_image_pair(x, y, data_range=data_range)
+    x, y, dr = prepare_image_pair(x, y, data_range=data_range)
     kernel = gaussian_kernel1d(win_size, sigma, compute_dtype(x)).to(x.device)
     return reduce(_ssim_values(x, y, kernel, dr, k1, k2, downsample), reduction)
 
@@ -131,7 +138,7 @@ class SSIM(nn.Module):
 
     def __init__(
         self,
-        data_range: float = 1.0,
+        data_range: DataRange = 1.0,
         reduction: str = "none",
         win_size: int = 11,
         sigma: float = 1.5,
@@ -148,9 +155,9 @@ class SSIM(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (B, C, H, W) or (B, C, D, H, W) in [0, data_range] -> (B,) or scalar."""
-        dr = check_image_pair(x, y, data_range=self.data_range)
+        x, y, dr = prepare_image_pair(x, y, data_range=self.data_range)
         kernel = self.kernel.to(compute_dtype(x))
         return reduce(_ssim_values(x, y, kernel, dr, self.k1, self.k2, self.downsample), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range:g}, win_size={self.kernel.numel()}, downsample={self.downsample}"
+        return f"data_range={format_data_range(self.data_range)}, win_size={self.kernel.numel()}, downsample={self.downsample}"

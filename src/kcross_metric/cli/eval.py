@@ -6,6 +6,7 @@ Subcommands::
                       [--metrics mae,psnr,ssim] [--out table.md] [--csv-out table.csv]
     kcross-eval rated SET.csv --metrics psnr,ssim --data-range 1 [--group-by COL,...]
     kcross-eval 2afc PAIRS.csv --metrics psnr,ssim --data-range 1
+    kcross-eval 2afc PAIRS.csv --metrics psnr,ssim --data-range=-1,1     (images in [-1, 1])
     kcross-eval 2afc PAIRS.csv --metrics kcross,ssim --data-range 1 [--weights kcross.safetensors]
 
 Exit status: 0 on success, 2 on bad input (one-line message on stderr; ``--debug`` shows the
@@ -80,6 +81,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _data_range(text: str) -> float | tuple[float, float]:
+    """``R`` (images in [0, R]) or ``LOW,HIGH`` (e.g. ``-1,1``), checked by the package's one helper."""
+    parts = [t.strip() for t in text.strip().strip("()[]").split(",")]
+    if len(parts) == 1:
+        return _positive_float(parts[0])
+    from .._checks import check_data_range  # torch: only once a subcommand that scores images runs
+    from ..errors import RangeError
+
+    try:
+        return check_data_range([float(p) for p in parts])
+    except (ValueError, RangeError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected R (images in [0, R]) or LOW,HIGH with LOW < HIGH (e.g. --data-range=-1,1), got {text!r}"
+            + (f": {exc}" if isinstance(exc, RangeError) else "")
+        ) from None
+
+
 def _common(with_groups: bool, default_groups: str = "none") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("output and statistics")
@@ -106,9 +124,11 @@ def _images(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("metric computation")
     g.add_argument("--metrics", type=_csv_list, required=True, metavar="NAMES",
                    help="registered metric names, comma-separated (see kcross_metric.list_metrics())")
-    g.add_argument("--data-range", type=_positive_float, required=True, metavar="R",
-                   help="intensity range of the images: values must lie in [0, R] (never inferred)")
-    g.add_argument("--clip", action="store_true", help="clip intensities to [0, data-range] first")
+    g.add_argument("--data-range", type=_data_range, required=True, metavar="R|LOW,HIGH",
+                   help="intensity range of the images: R for [0, R], or LOW,HIGH such as "
+                        "--data-range=-1,1 for [-1, 1]; "
+                        "never inferred")
+    g.add_argument("--clip", action="store_true", help="clip intensities to the data range first")
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     g.add_argument("--weights", metavar="PATH", default=None,
                    help="K-CROSS weights (.safetensors) for metric 'kcross' (default: the bundled weights)")
@@ -246,6 +266,7 @@ def _metric_kwargs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
 
 
 def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from .._checks import format_data_range
     from ..evaluation.rated import read_rated_csv, score_rated_set
     from ..evaluation.tables import agreement_table, report_markdown, resolve_directions, rows_to_csv, write_atomic
 
@@ -259,7 +280,7 @@ def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     rows = agreement_table(table, args.metrics, directions, group_by=args.group_by,
                            n_boot=args.n_boot, alpha=args.alpha, seed=args.seed)
     pre = _provenance(argv) + [
-        f"{len(table)} rated items from `{args.set_csv}`; data_range={args.data_range:g}"
+        f"{len(table)} rated items from `{args.set_csv}`; data_range={format_data_range(args.data_range)}"
         + (" (clipped)" if args.clip else "") + "; metrics: "
         + ", ".join(f"{m} ({'higher' if directions[m] else 'lower'} is better)" for m in args.metrics) + "."
     ]
@@ -271,6 +292,7 @@ def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from .._checks import format_data_range
     from ..evaluation.rated import read_pairs_csv, score_pairs, two_afc_rows
     from ..evaluation.tables import resolve_directions, two_afc_to_csv, two_afc_to_markdown
 
@@ -284,7 +306,7 @@ def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     rows = two_afc_rows(pairs, scores, directions, n_boot=args.n_boot, alpha=args.alpha, seed=args.seed)
     md = "\n".join([
         "# 2AFC accuracy", "", *_provenance(argv),
-        f"{len(pairs.reference)} pairs from `{args.pairs_csv}`; data_range={args.data_range:g}.", "",
+        f"{len(pairs.reference)} pairs from `{args.pairs_csv}`; data_range={format_data_range(args.data_range)}.", "",
         two_afc_to_markdown(rows, level=1.0 - args.alpha),
     ])
     _emit(args, md, two_afc_to_csv(rows))
@@ -298,10 +320,26 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+def _join_negative_range(argv: Sequence[str]) -> list[str]:
+    """``--data-range -1,1`` -> ``--data-range=-1,1``: argparse would take ``-1,1`` for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if token == "--data-range" and nxt is not None and nxt.startswith("-") and "," in nxt:
+            out.append(f"{token}={nxt}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kcross-eval``; returns the exit status (0 ok, 2 bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_range(sys.argv[1:] if argv is None else argv))
     handler: Callable[[argparse.Namespace, Sequence[str] | None], int] = args.handler
     try:
         return handler(args, argv)

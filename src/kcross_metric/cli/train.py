@@ -32,7 +32,8 @@ from ._common import EXIT_OK, run_main
 _SMOKE = {
     "segmenter": dict(epochs=1, steps_per_epoch=2, batch_size=2, slice_range=(70, 71)),
     "stage1": dict(epochs=1, steps_per_epoch=1, batch_size=2, slice_range=(70, 71)),
-    "stage2": dict(epochs=2, n_pairs_per_rule=2),
+    "stage2": dict(epochs=2, n_pairs_per_rule=2, n_ladders_per_family=1, n_lesion_pairs_per_edit=1,
+                   n_misregistration_pairs=1),
     "translation": dict(epochs=2, max_steps_per_epoch=1, batch_size=2, slice_range=(70, 71),
                         val_slice_range=(70, 72), size=64, unet_depth=4, base_channels=8, max_channels=16,
                         resnet_base=8, resnet_blocks=1, disc_base=8, pool_size=2),
@@ -56,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true")
         if stage == "stage2":
             p.add_argument("--segmenter", type=Path, default=None,
-                           help="segmenter run directory (with --stage1; default: both from --base-weights)")
-            p.add_argument("--stage1", type=Path, default=None, help="stage-1 run directory (with --segmenter)")
+                           help="segmenter run directory (default: the segmenter of --base-weights)")
+            p.add_argument("--stage1", type=Path, default=None,
+                           help="stage-1 run directory (default: the stage-1 networks of --base-weights)")
             p.add_argument("--base-weights", default=None, metavar="PATH|bundled",
-                           help="take the segmenter and stage-1 networks from this weight file "
-                                "(default when no runs are given: 'bundled', the shipped kcross.safetensors)")
+                           help="weight file the networks without a run come from "
+                                "(default: 'bundled', the shipped kcross.safetensors)")
             p.add_argument("--pairs", type=Path, default=None, help="2AFC pairs.csv (default: built from training cases)")
             p.add_argument("--add-pairs", type=Path, action="append", default=[], metavar="PAIRS_CSV",
                            help="a further 2AFC pairs.csv added to the training pairs (repeatable)")
@@ -166,11 +168,10 @@ def _body(args: argparse.Namespace) -> int:
         from ..train.export import assemble_networks
         from ..train.stage2 import train_stage2
 
-        if (args.segmenter is None) != (args.stage1 is None):
-            raise ConfigError("give both --segmenter and --stage1 runs, or neither (networks from --base-weights)")
-        if args.segmenter is not None and args.base_weights is not None:
-            raise ConfigError("--base-weights replaces --segmenter/--stage1: give one or the other")
-        base = _base_weights(args.base_weights or "bundled") if args.segmenter is None else None
+        if args.segmenter is not None and args.stage1 is not None and args.base_weights is not None:
+            raise ConfigError("--segmenter and --stage1 runs give every network: --base-weights would be unused")
+        both_runs = args.segmenter is not None and args.stage1 is not None
+        base = None if both_runs else _base_weights(args.base_weights or "bundled")
         nets = assemble_networks(args.segmenter, args.stage1, None, base_weights=base)
         val_bank = None
         if args.val_pairs is not None:

@@ -19,8 +19,9 @@ preferred ``a``; ``rule`` labels the kind of pair (accuracy is reported per rule
 Paths are relative to the CSV's folder unless absolute. Images are 2-D slices read with
 :func:`kcross_metric.io.load_image` (``.npy``, ``.png``/``.jpg``/``.tif``/``.bmp`` grayscale, or a 2-D
 NIfTI, which is reoriented to the package's axis convention) and scored as ``(1, 1, H, W)``; every
-image of a row must have the same shape. Intensities must lie in ``[0, data_range]`` (``clip=True``
-clips fake, real and source first); ``data_range`` is always given explicitly, never inferred.
+image of a row must have the same shape. Intensities must lie in ``[0, data_range]``, or in
+``[low, high]`` for ``data_range=(low, high)`` (``clip=True`` clips fake, real and source to the range
+first); ``data_range`` is always given explicitly, never inferred.
 
 How each metric is called (``metric_info(name).uses_source`` in :mod:`kcross_metric.registry`):
 
@@ -42,11 +43,14 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError, FileFormatError, ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported only when scoring
+    from .._checks import DataRange
 from ..io import load_image
 from .agreement import bootstrap_ci, two_afc_per_pair
 from .tables import ScoreTable, TwoAFCRow
@@ -204,17 +208,18 @@ class _Scorer:
     """One metric module plus the tensor plumbing (torch imported only here)."""
 
     def __init__(
-        self, name: str, *, data_range: float, device: str, clip: bool, kwargs: Mapping[str, Any] | None = None
+        self, name: str, *, data_range: DataRange, device: str, clip: bool, kwargs: Mapping[str, Any] | None = None
     ) -> None:
         import torch
 
-        from .._checks import check_data_range, check_device
+        from .._checks import check_data_range, check_device, intensity_range
         from ..registry import create_metric, metric_info
 
         self.torch = torch
         self.name = name
         self.info = metric_info(name)
         self.data_range = check_data_range(data_range)
+        self.range = intensity_range(self.data_range)
         self.clip = clip
         self.device = check_device(device)
         try:
@@ -229,7 +234,7 @@ class _Scorer:
 
     def _tensor(self, arr: np.ndarray) -> Any:
         if self.clip:
-            arr = np.clip(arr, 0.0, self.data_range)
+            arr = np.clip(arr, self.range.low, self.range.high)
         return self.torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(self.device)
 
     def __call__(self, x: np.ndarray, y: np.ndarray, source: np.ndarray | None, mask: np.ndarray | None, where: str) -> float:
@@ -256,7 +261,7 @@ class _Scorer:
 def _scorers(
     metrics: Sequence[str],
     *,
-    data_range: float,
+    data_range: DataRange,
     clip: bool,
     device: str,
     metric_kwargs: Mapping[str, Mapping[str, Any]] | None,
@@ -276,7 +281,7 @@ def score_rated_set(
     rated: RatedSet | str | os.PathLike[str],
     metrics: Sequence[str],
     *,
-    data_range: float,
+    data_range: DataRange,
     clip: bool = False,
     device: str = "cpu",
     metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
@@ -309,7 +314,7 @@ def score_pairs(
     pairs: PairSet | str | os.PathLike[str],
     metrics: Sequence[str],
     *,
-    data_range: float,
+    data_range: DataRange,
     clip: bool = False,
     device: str = "cpu",
     metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,

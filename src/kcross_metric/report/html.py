@@ -76,10 +76,12 @@ class ReportEntry:
         name: shown as the section title.
         explanation: :class:`~kcross_metric.explain.KCrossExplanation` of the pair.
         fake, real, source: the scored images, tensors or arrays ``(B,1,D,H,W)``/``(B,1,H,W)`` (or
-            without the leading axes) in ``[0, data_range]``; ``source`` may be ``None``.
+            without the leading axes) in ``[0, data_range]`` (or ``[low, high]``); ``source`` may be
+            ``None``.
         metrics: extra values shown beside K-CROSS, e.g. ``{"ssim": 0.91}``.
         sample: which batch element of the explanation / images to show.
-        data_range: intensity range of the images (display scaling only).
+        data_range: intensity range of the images, a number R or a pair ``(low, high)`` as given to
+            the metric (display scaling only).
     """
 
     name: str
@@ -89,7 +91,7 @@ class ReportEntry:
     source: Any = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     sample: int = 0
-    data_range: float = 1.0
+    data_range: float | tuple[float, float] = 1.0
 
 
 def anchor_id(name: str) -> str:
@@ -159,9 +161,15 @@ def volume_section(entry: ReportEntry, *, worst_n: int = 3) -> str:
     if worst_n < 0:
         raise ConfigError(f"worst_n must be >= 0, got {worst_n}")
     ex, s = entry.explanation, entry.sample
-    dr = float(entry.data_range)
-    fake, real = _volume_array(entry.fake, s) / dr, _volume_array(entry.real, s) / dr
-    source = None if entry.source is None else _volume_array(entry.source, s) / dr
+    from .._checks import intensity_range
+
+    rng = intensity_range(entry.data_range)
+
+    def unit(values: Any) -> np.ndarray:
+        return rng.to_internal(_volume_array(values, s)) / rng.compute_range
+
+    fake, real = unit(entry.fake), unit(entry.real)
+    source = None if entry.source is None else unit(entry.source)
     error = _volume_array(ex.error_map, s)
     kerr = _volume_array(ex.kspace_error, s)
     lesion = _volume_array(ex.lesion_mask, s) > 0.5

@@ -29,6 +29,17 @@ class SegmenterConfig:
     lr_drop_factor: float = 0.25
     threads: int = 2
     data_root: str | None = None
+    extra_root: str | None = None  #: folder laid out by extra/get.sh (default: $KCROSS_EXTRA_DIR)
+    #: probability that a training crop is degraded by a random MR artefact (blur, noise,
+    #: undersampling, ghosting, motion, spike, bias field, contrast), so that the segmenter also finds
+    #: lesions in imperfect and synthesized images; the mask stays that of the clean image
+    degrade_prob: float = 0.0
+    val_slice_range: tuple[int, int] | None = (50, 110)
+    val_slice_step: int = 3
+    #: encoder widths of the segmenter U-Net (``nets.segmenter.SEGMENTER_CHANNELS`` by default)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    #: normalization layers of the segmenter: "batch" (the first weights) or "instance"
+    norm: str = "batch"
 
 
 @dataclass
@@ -75,6 +86,21 @@ class Stage2Config:
     threads: int = 2
     data_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: score-head design of the fitted networks (``kcross_metric.nets.kcross_nets.DESIGNS``); the
+    #: segmenter and stage-1 networks are taken as they are whatever their file's design
+    design: str = "v2"
+    #: the rule-1/rule-2 pairs of ``n_pairs_per_rule`` (built from the training cases)
+    constructed_pairs: bool = True
+    #: severity ladders per family from the training cases (``ratedsets.ladders``), consecutive pairs
+    n_ladders_per_family: int = 0
+    #: ladder families to train on; None = every family but ``ladders.HELD_OUT_FAMILIES``
+    ladder_families: list[str] | None = None
+    #: lesion-rule pairs per lesion edit (erase, fade, shrink, move, invent vs equal-MSE global)
+    n_lesion_pairs_per_edit: int = 0
+    #: lesion edits to train on; None = every edit but ``ladders.HELD_OUT_LESION_EDITS``
+    lesion_edits: list[str] | None = None
+    #: structure-rule pairs: a misregistered fake vs an aligned one of equal MSE (the aligned is better)
+    n_misregistration_pairs: int = 0
 
 
 @dataclass
@@ -127,7 +153,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for key in ("slice_range", "val_slice_range", "betas"):
+    for key in ("slice_range", "val_slice_range", "betas", "channels"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return cls(**values)  # type: ignore[call-arg]

@@ -16,11 +16,20 @@ Supported layouts (under ``../shared/data`` or any folder with the same structur
 * IXI-style T1/T2 pairs on one grid (``ixi/derived_IXI002_T1_resampled_to_T2grid.nii.gz`` and the
   skull-stripped T2 with its brain mask).
 
-Lesion masks are whole tumour (label > 0).
+* the extra set laid out by ``../shared/data/extra/get.sh`` (:func:`extra_root`): BraTS 2018
+  (``brats2018/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``), BraTS 2018 FLAIR/T1 with a
+  whole-tumour mask (``brats2018-flair-t1/<case>/{FLAIR,T1,GT_W}.nii.gz``) and the Ljubljana
+  multiple-sclerosis patients (``ms-ljubljana/patientNN/{FLAIR,T1,T1POST,T2,GOLD_STANDARD}_*.nii.gz``,
+  MNI grid 182x218x182; case id ``ljubljana_patientNN``).
+
+Lesion masks are whole tumour (label > 0), or every MS lesion. Which layout a case id uses, its
+licence and its split come from :data:`kcross_metric.train.splits.SUBJECTS`.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +40,7 @@ import torch
 from ..errors import ConfigError, FileFormatError
 from ..io import load_volume, normalize_volume
 from ..shared_data import shared_path
-from .splits import cases_for_split
+from .splits import SUBJECTS, cases_for_split, subject
 
 __all__ = [
     "CONTRASTS",
@@ -45,7 +54,14 @@ __all__ = [
     "is_healthy",
     "case_slices",
     "case_contrasts",
+    "available_cases",
+    "extra_root",
+    "EXTRA_ENV_VAR",
+    "GRID_SLICE_OFFSET",
 ]
+
+#: Environment variable naming the folder laid out by ``extra/get.sh`` (the 27 extra subjects).
+EXTRA_ENV_VAR = "KCROSS_EXTRA_DIR"
 
 CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 PAPER_SLICE_RANGE: tuple[int, int] = (50, 80)
@@ -60,7 +76,10 @@ class Case:
     lesion: np.ndarray | None
     brain: np.ndarray
     licence: str
-    lesion_kind: str = "none"  #: "expert", "manual", "algorithmic" or "none"
+    lesion_kind: str = "none"  #: "expert", "manual", "algorithmic", "consensus" or "none"
+    #: axial slice ``k`` of the BraTS (SRI24, 155-slice) grid corresponds to slice ``k + slice_offset``
+    #: of this case's grid (0 on the BraTS grid; see :data:`GRID_SLICE_OFFSET`)
+    slice_offset: int = 0
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -130,19 +149,139 @@ def _ixi(root: Path, case_id: str) -> Case:
     )
 
 
+def extra_root(root: str | Path | None = None, data: str | Path | None = None) -> Path | None:
+    """The folder laid out by ``extra/get.sh`` (holding ``brats2018/``, ``brats2018-flair-t1/``,
+    ``ms-ljubljana/``), or ``None`` where it is not found.
+
+    Order: ``root``; ``$KCROSS_EXTRA_DIR``; ``<data>/extra`` when it holds the laid-out folders
+    (``data`` being the shared data folder, see :func:`data_root`).
+    """
+    candidates: list[Path] = []
+    if root is not None:
+        return Path(root) if Path(root).is_dir() else None
+    env = os.environ.get(EXTRA_ENV_VAR)
+    if env:
+        return Path(env).expanduser() if Path(env).expanduser().is_dir() else None
+    if data is not None:
+        candidates.append(Path(data) / "extra")
+    else:
+        found = shared_path("data", "extra")
+        if found is not None:
+            candidates.append(found)
+    for path in candidates:
+        if any((path / sub).is_dir() for sub in ("brats2018", "brats2018-flair-t1", "ms-ljubljana")):
+            return path
+    return None
+
+
+#: Slice offset of the grids of the extra set against the BraTS (SRI24) grid: the slice of largest
+#: brain area is 71-72 on the BraTS grid and 81 on the MNI 182-slice grid of the MS patients, so a
+#: configured slice range (e.g. the paper's 50-80) covers the same anatomy on both.
+GRID_SLICE_OFFSET: dict[str, int] = {"ms-ljubljana": 9}
+
+
+def _brats2018(folder: Path, case_id: str, licence: str) -> Case:
+    names = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
+    raw = {c: np.clip(load_volume(folder / f"{case_id}_{n}.nii.gz").data, 0, None) for c, n in names.items()}
+    brain = np.any([v > 0 for v in raw.values()], axis=0)
+    lesion = load_volume(folder / f"{case_id}_seg.nii.gz").data > 0
+    return Case(case_id, {c: _norm(v, brain) for c, v in raw.items()}, lesion, brain, licence, "expert")
+
+
+def _brats2018_flair_t1(folder: Path, case_id: str, licence: str) -> Case:
+    raw = {c: np.clip(load_volume(folder / f"{n}.nii.gz").data, 0, None) for c, n in (("t1", "T1"), ("flair", "FLAIR"))}
+    brain = np.any([v > 0 for v in raw.values()], axis=0)
+    lesion = load_volume(folder / "GT_W.nii.gz").data > 0.5
+    return Case(case_id, {c: _norm(v, brain) for c, v in raw.items()}, lesion, brain, licence, "expert")
+
+
+_MS_SUFFIX = "_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
+
+
+def _ms_ljubljana(folder: Path, case_id: str, licence: str) -> Case:
+    names = {"t1": "T1", "t1c": "T1POST", "t2": "T2", "flair": "FLAIR"}
+    # N4 and resampling leave small negative values inside the brain; outside it is exactly 0
+    loaded = {c: load_volume(folder / f"{n}{_MS_SUFFIX}").data for c, n in names.items()}
+    brain = np.any([v != 0 for v in loaded.values()], axis=0)
+    raw = {c: np.clip(v, 0, None) for c, v in loaded.items()}
+    lesion = load_volume(folder / "GOLD_STANDARD_N4_noneck_reduced_winsor_regtoFLAIR_regtoMNI.nii.gz").data > 0.5
+    return Case(case_id, {c: _norm(v, brain) for c, v in raw.items()}, lesion, brain, licence, "consensus",
+                slice_offset=GRID_SLICE_OFFSET["ms-ljubljana"])
+
+
 def case_contrasts(case_id: str) -> tuple[str, ...]:
     """The contrasts a case of the supported layouts has, known from its id without loading it."""
-    if case_id.startswith("brats_2013"):
+    layout = SUBJECTS[case_id].layout if case_id in SUBJECTS else None
+    if case_id.startswith("brats_2013") or layout == "brats2013":
         return ("t1c", "flair")
-    if case_id.startswith("IXI"):
+    if case_id.startswith("IXI") or layout == "ixi":
         return ("t1", "t2")
+    if layout == "brats2018-flair-t1":
+        return ("t1", "flair")
     return CONTRASTS
 
 
-def load_case(case_id: str, root: str | Path | None = None) -> Case:
-    """Load one case by id (the folder name; IXI subjects by their subject id)."""
-    base = data_root(root)
+def _extra_folder(case_id: str, layout: str, extra: Path | None) -> Path:
+    if extra is None:
+        raise FileFormatError(
+            f"case {case_id} is in the extra set, which was not found: lay it out with "
+            f"../shared/data/extra/get.sh and set {EXTRA_ENV_VAR} to that folder (or pass extra_root=)"
+        )
+    name = case_id.removeprefix("ljubljana_") if layout == "ms-ljubljana" else case_id
+    return extra / layout / name
+
+
+def case_available(case_id: str, root: str | Path | None = None, extra: str | Path | None = None) -> bool:
+    """True if the files of ``case_id`` can be found (without loading them)."""
     try:
+        base = data_root(root)
+    except FileNotFoundError:
+        base = None
+    layout = SUBJECTS[case_id].layout if case_id in SUBJECTS else None
+    if layout in ("brats2018", "brats2018-flair-t1", "ms-ljubljana"):
+        found = extra_root(extra, base)
+        return found is not None and (found / layout / case_id.removeprefix("ljubljana_")).is_dir()
+    if base is None:
+        return False
+    if layout == "ixi":
+        return (base / "ixi").is_dir()
+    if layout == "brats2013":
+        return (base / "brats2013" / case_id).is_dir()
+    return (base / "brats" / case_id).is_dir()
+
+
+def available_cases(
+    cases: Sequence[str] | str, root: str | Path | None = None, extra: str | Path | None = None, *, warn: bool = True
+) -> tuple[str, ...]:
+    """The cases of ``cases`` (ids or a split name) whose files are present; a warning names the others."""
+    ids = cases_for_split(cases) if isinstance(cases, str) else tuple(cases)
+    present = tuple(c for c in ids if case_available(c, root, extra))
+    missing = [c for c in ids if c not in present]
+    if missing and warn:
+        warnings.warn(
+            f"{len(missing)} of {len(ids)} cases are not on this machine and are skipped: {', '.join(missing)} "
+            f"(the extra set: ../shared/data/extra/get.sh, then set {EXTRA_ENV_VAR})",
+            stacklevel=2,
+        )
+    return present
+
+
+def load_case(case_id: str, root: str | Path | None = None, extra: str | Path | None = None) -> Case:
+    """Load one case by id (the folder name; IXI subjects by their subject id; the MS patients as
+    ``ljubljana_patientNN``). ``root`` is the shared data folder, ``extra`` the folder laid out by
+    ``extra/get.sh`` (default: :func:`extra_root`)."""
+    layout = SUBJECTS[case_id].layout if case_id in SUBJECTS else None
+    try:
+        if layout in ("brats2018", "brats2018-flair-t1", "ms-ljubljana"):
+            try:
+                base: Path | None = data_root(root)
+            except FileNotFoundError:
+                base = None
+            folder = _extra_folder(case_id, layout, extra_root(extra, base))
+            loader = {"brats2018": _brats2018, "brats2018-flair-t1": _brats2018_flair_t1,
+                      "ms-ljubljana": _ms_ljubljana}[layout]
+            return loader(folder, case_id, subject(case_id).licence)
+        base = data_root(root)
         if case_id.startswith("BraTS-"):
             return _brats2023(base, case_id)
         if case_id.startswith("TCGA-"):
@@ -224,7 +363,8 @@ class SliceSet:
 
 def _select_slices(case: Case, slice_range: tuple[int, int] | None, min_brain_fraction: float) -> list[int]:
     depth = case.brain.shape[0]
-    lo, hi = (0, depth) if slice_range is None else (max(0, slice_range[0]), min(depth, slice_range[1] + 1))
+    off = case.slice_offset
+    lo, hi = (0, depth) if slice_range is None else (max(0, slice_range[0] + off), min(depth, slice_range[1] + off + 1))
     frac = case.brain.reshape(depth, -1).mean(axis=1)
     return [k for k in range(lo, hi) if frac[k] >= min_brain_fraction]
 
@@ -237,18 +377,21 @@ def build_slices(
     min_brain_fraction: float = 0.05,
     root: str | Path | None = None,
     ixi_slice_range: tuple[int, int] | None = None,
+    extra: str | Path | None = None,
 ) -> dict[str, SliceSet]:
     """Slices of the given cases (or a split name), grouped by contrast pair availability.
 
     Returns a dict ``contrast-set key -> SliceSet`` (cases with the same contrasts share a set, e.g.
     ``"t1,t1c,t2,flair"`` for BraTS and ``"t1,t2"`` for IXI). ``ixi_slice_range`` overrides the slice
     range for IXI cases (their grid is not the BraTS one); by default all IXI slices with brain.
+    ``slice_range`` is on the BraTS grid; cases on other grids shift it by ``Case.slice_offset``.
+    A split name keeps only the cases present on this machine (:func:`available_cases`).
     """
     if isinstance(cases, str):
-        cases = cases_for_split(cases)
+        cases = available_cases(cases, root, extra)
     groups: dict[str, dict[str, list]] = {}
     for case_id in cases:
-        case = load_case(case_id, root)
+        case = load_case(case_id, root, extra)
         rng = ixi_slice_range if case_id.startswith("IXI") else slice_range
         keep = _select_slices(case, rng, min_brain_fraction)
         key = ",".join(c for c in CONTRASTS if c in case.contrasts)

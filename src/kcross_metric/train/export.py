@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..nets.kcross_nets import KCrossNetworks
+from ..nets.segmenter import segmenter_channels_of, segmenter_norm_of
 from ..weights import load_safetensors, load_state_dict_strict, save_safetensors, write_checksums
 
 __all__ = ["assemble_networks", "export_weights"]
@@ -53,8 +54,26 @@ def _assemble(
     stage2_run: str | Path | None,
     base_tensors: dict | None,
 ) -> KCrossNetworks:
-    nets = KCrossNetworks()
+    design = "v2"
+    if stage2_run is not None:
+        design = KCrossNetworks.design_of(load_safetensors(Path(stage2_run) / "model.safetensors"))
+    elif base_tensors is not None:
+        design = KCrossNetworks.design_of(base_tensors)
+    if segmenter_run is not None:
+        seg_state = load_safetensors(Path(segmenter_run) / "model.safetensors")
+        channels, norm = segmenter_channels_of(seg_state), segmenter_norm_of(seg_state)
+    else:
+        channels = segmenter_channels_of(base_tensors or {}, "segmenter.")
+        norm = segmenter_norm_of(base_tensors or {}, "segmenter.")
+    nets = KCrossNetworks(design, channels, norm)
     if base_tensors is not None:
+        # parts replaced by a run may differ in shape (another head design, another segmenter width)
+        replaced = {"segmenter"} if segmenter_run is not None else set()
+        if KCrossNetworks.design_of(base_tensors) != design:
+            replaced |= set(_PARTS["stage2"])
+        fresh = nets.state_dict()
+        base_tensors = {k: v for k, v in base_tensors.items() if k.split(".")[0] not in replaced}
+        base_tensors.update({k: v for k, v in fresh.items() if k.split(".")[0] in replaced})
         load_state_dict_strict(nets, base_tensors)  # a full, matching file: strict
     state = nets.state_dict()
     for stage, run in (("segmenter", segmenter_run), ("stage1", stage1_run), ("stage2", stage2_run)):
@@ -100,7 +119,7 @@ def export_weights(
         raise ConfigError("nothing to export: give at least one run (the base weights alone are already a file)")
     base_tensors, base_meta, base_sha = _base_state(base_weights) if base_weights is not None else (None, {}, "")
     nets = _assemble(segmenter_run, stage1_run, stage2_run, base_tensors)
-    metadata = {"format": "kcross-networks-v1", "kcross_metric_version": __version__}
+    metadata = {"format": f"kcross-networks-{nets.design}", "kcross_metric_version": __version__}
     if base_weights is not None:
         metadata.update({f"{s}_state": base_meta[f"{s}_state"] for s in missing if f"{s}_state" in base_meta})
         metadata["base_weights_sha256"] = base_sha

@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..weights import sha256_file
-from .splits import TRAIN_CASES, VALIDATION_CASES
+from .splits import TRAIN_CASES, VALIDATION_CASES, subject
 
-DATA_LICENCES = {
-    "BraTS-GLI-00000-000": "BraTS 2023 / TCIA, CC BY 4.0 (expert segmentation)",
-    "TCGA-DU-7294": "TCGA-LGG / TCIA, CC BY 3.0 (algorithmic fused segmentation)",
-    "IXI002-Guys-0828": "IXI, CC BY-SA 3.0 (healthy; T1 resampled to the T2 grid)",
-    "BraTS-GLI-00001-000": "BraTS 2023 / TCIA, CC BY 4.0",
-}
+def _subject_line(case: str) -> str:
+    s = subject(case)
+    return f"- `{case}`: {s.licence}; lesion: {s.lesion}; labels: {s.label}"
 
 
 def _log(run: Path) -> list[dict]:
@@ -119,20 +116,25 @@ def render(
         "",
         "## Data and licences",
         "",
-        "Training cases (`kcross_metric.train.splits.TRAIN_CASES`):",
+        "Training subjects (`kcross_metric.train.splits.TRAIN_CASES`; each stage's run config below lists",
+        "`train_cases`, the ones present when it ran):",
         "",
     ]
-    out += [f"- `{c}`: {DATA_LICENCES.get(c, 'see MANIFEST')}" for c in TRAIN_CASES]
+    out += [_subject_line(c) for c in TRAIN_CASES]
     out += [
         "",
-        "Validation cases, never trained on (`VALIDATION_CASES`): "
-        + ", ".join(f"`{c}`" for c in VALIDATION_CASES)
-        + " (BRATS 2013: CC BY-NC-SA 3.0, used for validation figures only).",
+        "Validation subjects, never trained on or tuned to (`VALIDATION_CASES`):",
         "",
-        "**Terms of the weights.** The training data carry CC BY 4.0, CC BY 3.0 and CC BY-SA 3.0 terms",
-        "(no non-commercial terms). The IXI subject's CC BY-SA 3.0 licence is share-alike: if the",
+    ]
+    out += [_subject_line(c) for c in VALIDATION_CASES]
+    out += [
+        "",
+        "**Terms of the weights.** The training subjects carry CC BY 4.0, CC BY 3.0, CC BY-SA 3.0 and CC BY",
+        "terms (no non-commercial or research-only terms: the BRATS 2013, `Brats18_2013_*` and `CBICA*`",
+        "subjects are validation only). The IXI subject's CC BY-SA 3.0 licence is share-alike: if the",
         "weights are a derivative of IXI data under that licence, redistribution must keep CC BY-SA",
-        "terms and attribute IXI, BraTS (cite the BraTS papers) and TCIA/TCGA-LGG.",
+        "terms and attribute IXI, BraTS (cite the BraTS papers), TCIA/TCGA-GBM/TCGA-LGG and Lesjak et al.",
+        "2017 (the Ljubljana multiple-sclerosis data).",
         "",
         "## Reproduce",
         "",

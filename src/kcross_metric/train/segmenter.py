@@ -1,12 +1,14 @@
 """Training of the lesion segmenter (whole-tumour mask, any contrast).
 
-Data: the lesion cases of the training split (BraTS-GLI-00000-000 expert labels, TCGA-DU-7294 fused
-algorithmic labels), the healthy IXI subject (all-negative slices), every contrast each case has, and
-optionally built-in phantom slices with lesions (``phantom_slices``; generic "lesion = focal
-abnormal signal" examples, since only two real lesion cases carry licences without
-non-commercial terms). Training samples random crops (a fraction centred on lesion pixels) of
-single-contrast slices with flips, transposes, gamma and gain augmentation; loss = BCE + soft Dice. Validation: Dice per contrast on held-out cases with labels (BRATS 2013,
-FLAIR and T1c), on whole slices (every third slice of 50-110 during training).
+Data: every subject of the training split present on the machine
+(:data:`kcross_metric.train.splits.TRAIN_CASES`: gliomas with expert, fused or whole-tumour labels,
+one multiple-sclerosis patient, the healthy IXI subject with all-negative slices), every contrast
+each has, and optionally built-in phantom slices with lesions (``phantom_slices``). Training samples
+random crops (a fraction centred on lesion pixels) of single-contrast slices with flips, transposes,
+gamma and gain augmentation and, with probability ``degrade_prob``, one random MR artefact
+(:func:`degrade`), because K-CROSS segments the *fake* image too; loss = BCE + soft Dice.
+Validation: Dice per contrast, pooled over slices, on the labelled validation subjects (every
+``val_slice_step``-th slice of ``val_slice_range``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import torch.nn.functional as F
 
 from ..nets.segmenter import LesionSegmenter
 from .config import SegmenterConfig, config_dict
-from .data import SliceSet, augment, build_slices
+from .. import distortions as D
+from .data import SliceSet, augment, available_cases, build_slices
 from .runner import RunDir, run_epochs, seed_everything
-from .splits import TRAIN_CASES, VALIDATION_CASES
+from .splits import SUBJECTS, TRAIN_CASES, VALIDATION_CASES, subject
 
-__all__ = ["dice_loss", "dice_score", "train_segmenter", "evaluate_segmenter"]
+__all__ = ["DEGRADATIONS", "degrade", "dice_loss", "dice_score", "train_segmenter", "evaluate_segmenter"]
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -106,22 +109,69 @@ def _augment_geometry_and_contrast(x: torch.Tensor, m: torch.Tensor, generator: 
     return x, m
 
 
+def _rand(generator: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(1, generator=generator))
+
+
+def _seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+#: The artefacts :func:`degrade` draws from, each with a severity range from barely visible to
+#: strong (intensities in [0, 1]). They cover the families of :mod:`kcross_metric.distortions`.
+DEGRADATIONS: dict[str, object] = {
+    "blur": lambda x, g: D.gaussian_blur(x, _rand(g, 0.5, 2.5)),
+    "rician": lambda x, g: D.rician_noise(x, _rand(g, 0.01, 0.12), generator=_seed(g)),
+    "gaussian": lambda x, g: D.gaussian_noise(x, _rand(g, 0.01, 0.1), generator=_seed(g)),
+    "undersample": lambda x, g: D.undersample(x, _rand(g, 2.0, 8.0), generator=_seed(g)),
+    "ghosting": lambda x, g: D.ghosting(x, _rand(g, 0.2, 1.5)),
+    "motion": lambda x, g: D.motion(x, _rand(g, 0.1, 0.5), _rand(g, 1.0, 6.0), generator=_seed(g)),
+    "spike": lambda x, g: D.spike(x, _rand(g, 0.005, 0.05), generator=_seed(g)),
+    "bias": lambda x, g: D.bias_field(x, _rand(g, 0.1, 0.6), generator=_seed(g)),
+    "contrast": lambda x, g: D.contrast_change(x, gamma=_rand(g, 0.6, 1.6), scale=_rand(g, 0.8, 1.1)),
+    "blur+noise": lambda x, g: D.rician_noise(D.gaussian_blur(x, _rand(g, 0.5, 1.5)), _rand(g, 0.01, 0.06),
+                                              generator=_seed(g)),
+}
+
+
+def degrade(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Each sample of ``x`` (B,1,H,W) in [0, 1], with probability ``prob``, gets one artefact of
+    :data:`DEGRADATIONS` (drawn uniformly, severity uniform in its range)."""
+    if prob <= 0:
+        return x
+    names = list(DEGRADATIONS)
+    out = x.clone()
+    for i in range(x.shape[0]):
+        if float(torch.rand(1, generator=generator)) < prob:
+            name = names[int(torch.randint(len(names), (1,), generator=generator))]
+            out[i : i + 1] = DEGRADATIONS[name](x[i : i + 1].clamp(0, 1), generator)  # type: ignore[operator]
+    return out
+
+
 def evaluate_segmenter(model: LesionSegmenter, sets: dict[str, SliceSet], batch_size: int = 16) -> dict[str, float]:
-    """Dice per contrast (pooled over slices) on labelled slice sets."""
+    """Dice per contrast, pooled over every labelled slice of every set: ``dice_<contrast>`` over the
+    glioma subjects, ``ms_dice_<contrast>`` over the multiple-sclerosis ones (their many small lesions
+    would otherwise be drowned by the large tumours)."""
     model.eval()
-    result: dict[str, float] = {}
+    sums: dict[str, list[float]] = {}  # key -> [2*intersection, |pred| + |target|]
     with torch.no_grad():
         for s in sets.values():
             labelled = s.has_lesion_label
             if not labelled.any():
                 continue
+            is_ms = torch.tensor([s.case_ids[i] in SUBJECTS and subject(s.case_ids[i]).lesion == "ms"
+                                  for i in range(len(s))])
             for contrast, tensor in s.images.items():
                 preds = []
                 for i in range(0, len(s), batch_size):
                     preds.append(torch.sigmoid(model(tensor[i : i + batch_size])) > 0.5)
-                pred = torch.cat(preds)[labelled]
-                result[f"dice_{contrast}"] = dice_score(pred, s.lesion[labelled] > 0.5)
-    return result
+                pred, target = torch.cat(preds), s.lesion > 0.5
+                for prefix, rows in (("", labelled & ~is_ms), ("ms_", labelled & is_ms)):
+                    if rows.any():
+                        acc = sums.setdefault(f"{prefix}dice_{contrast}", [0.0, 0.0])
+                        acc[0] += 2.0 * float((pred[rows] & target[rows]).sum())
+                        acc[1] += float(pred[rows].sum() + target[rows].sum())
+    return {k: (1.0 if den == 0 else num / den) for k, (num, den) in sorted(sums.items())}
 
 
 def train_segmenter(
@@ -130,17 +180,21 @@ def train_segmenter(
 ) -> LesionSegmenter:
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    train_sets = build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root)
+    cases = available_cases(cases, config.data_root, config.extra_root)
+    train_sets = build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root,
+                              extra=config.extra_root)
     images, masks, _ = _flatten_contrasts(train_sets)
     if config.phantom_slices > 0:
         ph_images, ph_masks = phantom_slices(config.phantom_slices, config.size)
         images, masks = torch.cat([images, ph_images]), torch.cat([masks, ph_masks])
     if val_cases is None:
-        val_cases = tuple(c for c in VALIDATION_CASES if c.startswith("brats_2013"))
-    val_sets = build_slices(val_cases, size=config.size, slice_range=(50, 110), root=config.data_root) if val_cases else {}
-    val_sets = {k: _every_nth(v, 3) for k, v in val_sets.items()}
+        labelled = tuple(c for c in VALIDATION_CASES if subject(c).label != "none")
+        val_cases = available_cases(labelled, config.data_root, config.extra_root)
+    val_sets = build_slices(val_cases, size=config.size, slice_range=config.val_slice_range, root=config.data_root,
+                            extra=config.extra_root) if val_cases else {}
+    val_sets = {k: _every_nth(v, config.val_slice_step) for k, v in val_sets.items()}
 
-    model = LesionSegmenter()
+    model = LesionSegmenter(tuple(config.channels), config.norm)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     def train_epoch(generator: torch.Generator) -> dict[str, float]:
@@ -150,6 +204,7 @@ def train_segmenter(
             x, m = _crops(images[idx], masks[idx], config.crop, config.lesion_crop_fraction, generator)
             x, m = augment([x, m], generator)
             x, m = _augment_geometry_and_contrast(x, m, generator)
+            x = degrade(x, config.degrade_prob, generator)
             logits = model(x)
             loss = F.binary_cross_entropy_with_logits(logits, m) + dice_loss(logits, m)
             optimizer.zero_grad(set_to_none=True)
@@ -159,7 +214,8 @@ def train_segmenter(
         return {"loss": total / config.steps_per_epoch}
 
     run_epochs(
-        RunDir(run_dir), model, optimizer, epochs=config.epochs, seed=config.seed, config=config_dict(config),
+        RunDir(run_dir), model, optimizer, epochs=config.epochs, seed=config.seed,
+        config={**config_dict(config), "train_cases": list(cases), "val_cases": list(val_cases)},
         train_epoch=train_epoch, validate=(lambda: evaluate_segmenter(model, val_sets)) if val_sets else None,
         resume=resume, verbose=verbose,
         lr_at=lambda epoch: config.lr * (config.lr_drop_factor if config.lr_drop_epoch is not None and epoch >= config.lr_drop_epoch else 1.0),

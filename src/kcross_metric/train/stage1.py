@@ -23,7 +23,7 @@ from ..kspace import image_to_kspace
 from ..nets.autoencoders import StructureAutoencoder, TumorAutoencoder
 from ..nets.complex_unet import ComplexUNet
 from .config import Stage1Config, config_dict
-from .data import SliceSet, augment, build_slices
+from .data import SliceSet, augment, available_cases, build_slices
 from .losses import frequency_loss, mmd_loss, structure_loss, tumor_loss
 from .runner import RunDir, run_epochs, seed_everything
 from .splits import TRAIN_CASES
@@ -86,6 +86,7 @@ def train_stage1(
 ) -> Stage1Networks:
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
+    cases = available_cases(cases, config.data_root)
     sets = list(build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root).values())
     if perceptual == "lpips_vgg":
         from ..baselines.lpips import LPIPSVGG
@@ -127,7 +128,8 @@ def train_stage1(
         return {key: v / config.steps_per_epoch for key, v in sums.items()}
 
     run_epochs(
-        RunDir(run_dir), nets, optimizer, epochs=config.epochs, seed=config.seed, config=config_dict(config),
+        RunDir(run_dir), nets, optimizer, epochs=config.epochs, seed=config.seed,
+        config={**config_dict(config), "train_cases": list(cases)},
         train_epoch=train_epoch, resume=resume, verbose=verbose,
     )
     nets.eval()

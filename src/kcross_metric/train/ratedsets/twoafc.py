@@ -50,7 +50,6 @@ from ... import distortions as D
 from ...errors import ConfigError, FileFormatError, OutputExistsError, ShapeError
 from ...shared_data import ENV_VAR, shared_path
 from .. import data as train_data
-from ..splits import cases_for_split
 
 __all__ = [
     "CSV_COLUMNS",
@@ -120,7 +119,7 @@ def load_case(
     if root is None or not root.is_dir():
         raise ConfigError(f"real data folder not found (set {ENV_VAR} to the shared folder or pass data_dir)")
     loaded = train_data.load_case(case, root)
-    slices = list(range(lo, hi + 1))
+    slices = [k + loaded.slice_offset for k in range(lo, hi + 1)]
     try:
         images, lesion = train_data.case_slices(loaded, slices, int(size))
     except ConfigError as exc:
@@ -222,13 +221,38 @@ def _need(mask: torch.Tensor | None) -> torch.Tensor:
     return mask
 
 
+#: every lesion edit of the lesion rules (issue 21): the three of rule 2 plus a lesion moved elsewhere
+#: and a lesion invented (a copy of the slice's lesion pasted on healthy brain); severity 1 = done.
+ALL_LESION_EDITS: dict[str, tuple[float, float]] = {
+    **LESION_EDITS,
+    "lesion_move": (1.0, 1.0),
+    "lesion_invent": (1.0, 1.0),
+}
+
+
 def _apply_edit(name: str, x: torch.Tensor, s: float, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    return _edit_and_region(name, x, s, mask, seed)[0]
+
+
+def _edit_and_region(
+    name: str, x: torch.Tensor, s: float, mask: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edited image and the region where the edit must be visible (the lesion, or where a moved
+    or invented lesion lands). A move or invention with no place on healthy brain returns ``x``."""
     if name == "lesion_erase":
-        return D.erase_lesion(x, mask, generator=seed)
+        return D.erase_lesion(x, mask, generator=seed), mask
     if name == "lesion_shrink":
-        return D.shrink_lesion(x, mask, int(s), generator=seed)
+        return D.shrink_lesion(x, mask, int(s), generator=seed), mask
     if name == "lesion_intensity":
-        return D.change_lesion_intensity(x, mask, s)
+        return D.change_lesion_intensity(x, mask, s), mask
+    if name in ("lesion_move", "lesion_invent"):
+        shift = D.find_lesion_shift(x, mask, generator=seed)
+        if shift is None:
+            return x, mask
+        target = torch.roll(mask, shifts=shift, dims=(-2, -1))
+        if name == "lesion_move":
+            return D.move_lesion(x, mask, shift, generator=seed), torch.maximum(mask, target)
+        return D.implant_lesion(x, mask, shift), target
     raise ConfigError(f"unknown lesion edit {name!r}")
 
 
@@ -315,30 +339,28 @@ def _same_family_pair(rng: np.random.Generator, data: CaseSlices, item: _Item, f
     )  # fmt: skip
 
 
-def _lesion_pair(rng: np.random.Generator, data: CaseSlices, item: _Item) -> TwoAFCPair | None:
+def _lesion_pair(
+    rng: np.random.Generator, data: CaseSlices, item: _Item, edit: str | None = None,
+    global_families: Sequence[str] | None = None,
+) -> TwoAFCPair | None:
+    """A rule-2 pair: ``edit`` (drawn from :data:`LESION_EDITS` if None) against a global distortion
+    of equal MSE, from ``global_families`` (default: every one of :data:`GLOBAL_FOR_MATCH`)."""
     if data.lesion is None:
         return None
     ref = _t(data.images[item.contrast][item.index])
     mask = _t(data.lesion[item.index].astype(np.float32))
-    edit = str(rng.choice(list(LESION_EDITS)))
-    globals_in_order = [str(g) for g in rng.permutation(list(GLOBAL_FOR_MATCH))]
-    s_edit = _uniform(rng, LESION_EDITS[edit], edit == "lesion_shrink")
+    if edit is None:
+        edit = str(rng.choice(list(LESION_EDITS)))
+    families = list(GLOBAL_FOR_MATCH) if global_families is None else list(global_families)
+    globals_in_order = [str(g) for g in rng.permutation(families)]
+    s_edit = _uniform(rng, ALL_LESION_EDITS[edit], edit == "lesion_shrink")
     seed = int(rng.integers(2**31 - 1))
-    worse = _apply_edit(edit, ref, s_edit, mask, seed)
-    change = float(((worse - ref).abs() * mask).sum() / mask.sum())
+    worse, region = _edit_and_region(edit, ref, s_edit, mask, seed)
+    change = float(((worse - ref).abs() * region).sum() / region.sum())
     if change < MIN_LESION_CHANGE:
         return None
     target = float(D.mse(worse, ref))
-    match, glob = None, ""
-    for glob in globals_in_order:
-        distort = partial(GLOBAL_FOR_MATCH[glob], ref, generator=seed)
-        try:
-            found = D.match_mse(ref, distort, target, high=GLOBAL_MAX_SEVERITY[glob], max_expand=0)
-        except ConfigError:  # not reachable within the harmless range
-            continue
-        if abs(found.mse - target) <= MSE_MATCH_TOL * target:
-            match = found
-            break
+    match, glob = match_global(ref, target, seed, globals_in_order)
     if match is None:
         return None
     return _make_pair(
@@ -346,6 +368,22 @@ def _lesion_pair(rng: np.random.Generator, data: CaseSlices, item: _Item) -> Two
         sev_better=match.severity, sev_worse=s_edit, fam_better=glob, fam_worse=edit,
         extra={"mse_better": match.mse, "mse_worse": target, "lesion_change": change},
     )  # fmt: skip
+
+
+def match_global(
+    ref: torch.Tensor, target: float, seed: int, families: Sequence[str]
+) -> tuple[D.MSEMatch | None, str]:
+    """The first global distortion of ``families`` (in order) whose MSE vs ``ref`` matches ``target``
+    within :data:`MSE_MATCH_TOL` inside its harmless range (:data:`GLOBAL_MAX_SEVERITY`)."""
+    for glob in families:
+        distort = partial(GLOBAL_FOR_MATCH[glob], ref, generator=seed)
+        try:
+            found = D.match_mse(ref, distort, target, high=GLOBAL_MAX_SEVERITY[glob], max_expand=0)
+        except ConfigError:  # not reachable within the harmless range
+            continue
+        if abs(found.mse - target) <= MSE_MATCH_TOL * target:
+            return found, glob
+    return None, ""
 
 
 def _lesion_px(data: CaseSlices, index: int) -> int:
@@ -683,7 +721,7 @@ def build_twoafc_set(
     out = Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # fail before the slow part
         raise OutputExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace the set")
-    names = tuple(cases) if cases is not None else cases_for_split(split)
+    names = tuple(cases) if cases is not None else train_data.available_cases(split, data_dir)
     loaded = [load_case(c, slice_range=slice_range, size=size, data_dir=data_dir) for c in names]
     pairs = generate_pairs(loaded, n_pairs_per_rule=n_pairs_per_rule, seed=seed)
     return write_twoafc_set(pairs, out, overwrite=overwrite)

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ..data import CONTRASTS, build_slices, case_contrasts
-from ..splits import cases_for_split
+from ..data import CONTRASTS, available_cases, build_slices, case_contrasts
 
 __all__ = ["PairedSlices", "parse_direction", "paired_slices"]
 
@@ -71,7 +70,7 @@ def paired_slices(
         raise ConfigError(f"crop ({crop}) must be a multiple of size ({size})")
     if step < 1:
         raise ConfigError(f"step must be >= 1, got {step}")
-    cases = cases_for_split(split) if isinstance(split, str) else tuple(split)
+    cases = available_cases(split, root) if isinstance(split, str) else tuple(split)
     usable = tuple(c for c in cases if source_c in case_contrasts(c) and target_c in case_contrasts(c))
     if not usable:
         raise ConfigError(f"no case of {cases} has both {source_c} and {target_c}")
