@@ -137,9 +137,13 @@ def test_stage2_from_the_bundled_weights_and_export_on_a_base(tmp_path, capsys):
     assert card_section(base_card, "stage2") not in text and meta["base_weights_sha256"] in text
     assert '"epochs": 2' in card_section(text, "stage2")
     capsys.readouterr()
-    # half the runs, and a base file beside runs, are clear errors
+    # a run that is not a segmenter run, a base file beside both runs, and no base for a missing part
+    # are clear errors (one run alone takes the other networks from --base-weights, default bundled)
     assert train_main(["stage2", "--run", str(tmp_path / "x"), "--smoke", "--segmenter", str(run)]) == 2
-    assert "both --segmenter and --stage1" in capsys.readouterr().err
+    assert "for the segmenter part" in capsys.readouterr().err
+    assert train_main(["stage2", "--run", str(tmp_path / "x"), "--smoke", "--segmenter", str(run), "--stage1", str(run),
+                       "--base-weights", "bundled"]) == 2
+    assert "--base-weights would be unused" in capsys.readouterr().err
     assert train_main(["export", "--stage2", str(run), "--out", str(tmp_path / "y.safetensors")]) == 2
     assert "no run for segmenter, stage1" in capsys.readouterr().err
     assert train_main(["export", "--base-weights", str(tmp_path / "missing.safetensors"), "--stage2", str(run),
