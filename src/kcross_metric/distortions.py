@@ -669,6 +669,20 @@ def _paste(
     return base * (1.0 - w) + _shift(source, dy, dx) * w
 
 
+def _check_shift_edit(
+    x: torch.Tensor, mask: torch.Tensor, shift: tuple[int, int], feather: int
+) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
+    """The checked arguments of :func:`implant_lesion` / :func:`move_lesion`: image, mask, shift, feather."""
+    x = _check_image(x)
+    m = _check_mask(mask, x)
+    dy, dx = _check_shift(shift)
+    f = int(feather)
+    if f < 0:
+        raise ConfigError(f"feather must be >= 0, got {feather!r}")
+    _check_lesion_fits(m, dy, dx)
+    return x, m, dy, dx, f
+
+
 def implant_lesion(
     x: torch.Tensor,
     mask: torch.Tensor,
@@ -699,13 +713,7 @@ def implant_lesion(
         ConfigError: ``shift`` not a pair of integers, ``feather < 0``, or a lesion pixel shifted
             out of the image.
     """
-    x = _check_image(x)
-    m = _check_mask(mask, x)
-    dy, dx = _check_shift(shift)
-    f = int(feather)
-    if f < 0:
-        raise ConfigError(f"feather must be >= 0, got {feather!r}")
-    _check_lesion_fits(m, dy, dx)
+    x, m, dy, dx, f = _check_shift_edit(x, mask, shift, feather)
     xw = x.to(_work_dtype(x))
     if (dy, dx) == (0, 0) or not bool((m > 0).any()):
         return _finish(xw, x)
@@ -740,13 +748,7 @@ def move_lesion(
     Raises:
         ConfigError: as :func:`implant_lesion`.
     """
-    x = _check_image(x)
-    m = _check_mask(mask, x)
-    dy, dx = _check_shift(shift)
-    f = int(feather)
-    if f < 0:
-        raise ConfigError(f"feather must be >= 0, got {feather!r}")
-    _check_lesion_fits(m, dy, dx)
+    x, m, dy, dx, f = _check_shift_edit(x, mask, shift, feather)
     wd = _work_dtype(x)
     xw = x.to(wd)
     if (dy, dx) == (0, 0) or not bool((m > 0).any()):

@@ -45,7 +45,7 @@ from .branches import (
 )
 from .errors import ConfigError, DeviceMismatchError, NonFiniteError, ShapeError
 from .kspace import image_to_kspace
-from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies
+from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explain import KCrossExplanation
@@ -369,11 +369,9 @@ class KCross(nn.Module):
         q_complex, q_natural = torch.exp(-e_complex), torch.exp(-e_natural)
         # branch qualities for reports and ablations: the natural head with the other branch at 0;
         # the lesion-change features (v2) belong to the tumor branch
-        q_tumor = torch.exp(-head_energies(nets.design, nets.complex_score, nets.natural_score, vc, vt, zeros, vm)[1])
+        q_tumor = torch.exp(-natural_energy(nets.design, nets.natural_score, vt, zeros, vm))
         no_change = None if vm is None else torch.zeros_like(vm)
-        q_structure = torch.exp(
-            -head_energies(nets.design, nets.complex_score, nets.natural_score, vc, zeros, vs, no_change)[1]
-        )
+        q_structure = torch.exp(-natural_energy(nets.design, nets.natural_score, zeros, vs, no_change))
         if self.combine == "product":
             score = q_complex * q_natural
         elif self.combine == "mean":

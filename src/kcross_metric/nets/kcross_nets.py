@@ -20,7 +20,7 @@ from .score import (
 )
 from .segmenter import SEGMENTER_CHANNELS, LesionSegmenter, segmenter_channels_of, segmenter_norm_of
 
-__all__ = ["DESIGNS", "KCrossNetworks", "PAD_MULTIPLE", "head_energies"]
+__all__ = ["DESIGNS", "KCrossNetworks", "PAD_MULTIPLE", "head_energies", "natural_energy"]
 
 #: ``v1``: the paper's score networks (bias-free 512-256-1 MLPs, complex and natural), lesion region
 #: = union of the masks of real, fake and source. ``v2`` (issues 16 and 21, docs/design-decisions.md):
@@ -95,8 +95,16 @@ def head_energies(
     v2 :func:`complex_monotone_inputs` of it and ``[vt, vs, vm]`` (``vm`` the lesion-change features,
     zeros where ``None``). Used by :meth:`kcross_metric.KCross.qualities` and stage-2 training.
     """
+    complex_in = vc if design == "v1" else complex_monotone_inputs(vc)
+    return complex_score(complex_in), natural_energy(design, natural_score, vt, vs, vm)
+
+
+def natural_energy(
+    design: str, natural_score: nn.Module, vt: torch.Tensor, vs: torch.Tensor, vm: torch.Tensor | None
+) -> torch.Tensor:
+    """The natural score network's distance alone (see :func:`head_energies`), (B,)."""
     if design == "v1":
-        return complex_score(vc), natural_score(torch.cat([vt, vs], dim=1))
+        return natural_score(torch.cat([vt, vs], dim=1))
     if vm is None:
         vm = vt.new_zeros((vt.shape[0], LESION_CHANGE_DIM))
-    return complex_score(complex_monotone_inputs(vc)), natural_score(torch.cat([vt, vs, vm], dim=1))
+    return natural_score(torch.cat([vt, vs, vm], dim=1))
