@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from kcross_metric.baselines._backbones import OFFLINE_ENV_VAR, backbone_available
 from kcross_metric.shared_data import ENV_VAR, shared_path
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# Tests never download ImageNet backbones (the download path is tested against a local server
+# with this variable lifted); without the backbones on disk, the tests that need them skip.
+os.environ[OFFLINE_ENV_VAR] = "1"
+
+
+def imagenet_available(*nets: str) -> bool:
+    """The ImageNet backbones (default both) are on disk: shared folder, $KCROSS_IMAGENET_DIR or
+    the torch hub cache."""
+    return all(backbone_available(net) for net in (nets or ("alex", "vgg")))
+
+
+def need_imagenet(*nets: str) -> None:
+    if not imagenet_available(*nets):
+        pytest.skip("ImageNet backbones not on disk (tests never download them; run "
+                    "`kcross-score --fetch-backbones` or set KCROSS_IMAGENET_DIR)")
 
 
 def need_shared(*parts: str) -> Path:

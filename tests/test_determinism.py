@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, metric_info
-from kcross_metric.shared_data import shared_path
 
 CLASSICAL = ["mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd"]
 DEEP = ["lpips_alex", "lpips_vgg", "dists"]
@@ -43,8 +43,8 @@ def _one_thread() -> Any:
 
 
 def _metric(name: str, **kwargs: Any) -> Any:
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     key = name + repr(sorted(kwargs.items()))
     if key not in _MODELS:
         _MODELS[key] = (KCross.untrained(seed=0, data_range=DATA_RANGE, **kwargs) if name == "kcross"

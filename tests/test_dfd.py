@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import need_shared
+from conftest import need_shared, need_imagenet
 from torch import nn
 
 from kcross_metric import weights as weights_mod
@@ -121,7 +121,7 @@ def test_random_control_is_seeded() -> None:
 
 
 def test_vgg16_matches_manual_relu1_2() -> None:
-    need_shared("weights", "imagenet", "vgg16_features_torchvision_IMAGENET1K_V1.npz")
+    need_imagenet("vgg")
     from kcross_metric.baselines._backbones import load_backbone_state
 
     x, y = _pair(b=2)
@@ -139,7 +139,7 @@ def test_vgg16_matches_manual_relu1_2() -> None:
 
 
 def test_vgg16_monotone_in_noise_and_functional() -> None:
-    need_shared("weights", "imagenet", "vgg16_features_torchvision_IMAGENET1K_V1.npz")
+    need_imagenet("vgg")
     metric = DFD.vgg16()
     x1, y = _pair(b=1, noise=0.02)
     x2, _ = _pair(b=1, noise=0.10)
@@ -149,7 +149,7 @@ def test_vgg16_monotone_in_noise_and_functional() -> None:
 
 
 def test_lpips_and_dists_presets_delegate() -> None:
-    need_shared("weights", "imagenet", "alexnet_features_torchvision_IMAGENET1K_V1.npz")
+    need_imagenet("alex")
     from kcross_metric.baselines.lpips import LPIPSAlex
 
     assert isinstance(DFD.lpips("alex"), LPIPSAlex)

@@ -11,6 +11,9 @@ Convention for code blocks in docs/ (stated for readers in docs/index.md, "Examp
   reason. Their Python still has to compile and their ``kcross-*`` commands still have to parse.
 * ``<!-- needs-shared: data/nirps weights/imagenet -->``: paths inside ../shared the block needs;
   when one is missing, that block and the rest of the page are skipped (with the reason).
+* ``<!-- needs-imagenet: alex vgg -->``: the ImageNet backbones the block's LPIPS, DISTS or DFD-VGG
+  use; for a user they download on first use, but tests never download (``$KCROSS_OFFLINE``), so
+  without them on disk the block and the rest of the page are skipped (with the reason).
 * Indented code blocks are refused (they could not carry a marker).
 
 README.md predates the convention: its commands with placeholders or missing inputs are skipped.
@@ -93,7 +96,7 @@ def test_mkdocs_build_strict(tmp_path):
 
 _EXECUTED = ("python", "bash")
 _MARKER = re.compile(r"<!--\s*([\w-]+)\s*:(.*?)-->")
-_MARKER_KEYS = ("not-tested", "needs-shared")
+_MARKER_KEYS = ("not-tested", "needs-shared", "needs-imagenet")
 _CLI_MODULES = {"kcross-score": "score", "kcross-eval": "eval", "kcross-train": "train"}
 # pages whose examples take more than ~15 s on 2 busy cores (K-CROSS loaded several times); a page
 # running `kcross-train` (smoke runs) is slow without being listed
@@ -246,6 +249,7 @@ def _exec_python(block_body: str, name: str, namespace: dict[str, object]) -> No
 
 def _run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str], monkeypatch) -> list[str]:
     """Run the tested blocks in page order; skip the rest of the page at a missing shared path."""
+    from kcross_metric.baselines import backbone_available
     from kcross_metric.shared_data import shared_path
 
     monkeypatch.chdir(cwd)
@@ -255,8 +259,10 @@ def _run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str], monkeypatch
     ran: list[str] = []
     for block in (b for b in blocks if b.tested):
         missing = ["/".join(parts) for parts in block.shared_parts if shared_path(*parts) is None]
+        missing += [f"ImageNet {net} backbone" for net in (block.marker("needs-imagenet") or "").split()
+                    if not backbone_available(net)]
         if missing:
-            pytest.skip(f"{block.where} needs {missing} of the shared data folder; ran {len(ran)} "
+            pytest.skip(f"{block.where} needs {missing} (shared data folder or backbones on disk); ran {len(ran)} "
                         f"example(s) before it, skipped the rest of the page")
         if block.lang == "python":
             _exec_python(block.body, f"{block.where}", namespace)

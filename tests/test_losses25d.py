@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import need_shared
+from conftest import need_shared, need_imagenet
 
 from kcross_metric.errors import ConfigError
 from kcross_metric.losses25d import (
@@ -108,7 +108,7 @@ def test_combined_loss_components_and_gradient() -> None:
 
 
 def test_default_vgg_relu4_3_gradient() -> None:
-    need_shared("weights", "imagenet", "vgg16_features_torchvision_IMAGENET1K_V1.npz")
+    need_imagenet("vgg")
     fake, real = _volumes((16, 16, 16))
     perc = PlanePerceptualLoss()
     x = fake.clone().requires_grad_(True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("torchmetrics")
+from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, list_metrics, metric_info
 from kcross_metric.errors import ConfigError, RangeError, ShapeError
@@ -29,7 +30,6 @@ from kcross_metric.metrics import (
     metric_class,
 )
 from kcross_metric.phantom import make_pair
-from kcross_metric.shared_data import shared_path
 
 ALIASES = {
     "kcross": KCrossMetric,
@@ -99,8 +99,8 @@ def test_registry_metric_returns_the_named_class():
 
 @pytest.mark.parametrize("name", ["mae", "psnr", "ssim", "nlpd", "gmsd", "lpips_alex", "dists"])
 def test_running_mean_equals_mean_of_per_sample_values(name):
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     fake, real, _ = _pairs(5)
     metric = RegistryMetric(name)
     for sl in (slice(0, 2), slice(2, 3), slice(3, 5)):  # uneven batches
@@ -119,8 +119,8 @@ def test_ms_ssim_and_lpips_vgg_wrappers():
     ms = MSSSIMMetric()
     ms.update(fake, real)
     assert ms.compute().item() == pytest.approx(create_metric("ms_ssim")(fake, real).mean().item(), rel=1e-6)
-    if shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     vgg = LPIPSVGGMetric()
     vgg.update(fake[:, :, :64, :64], real[:, :, :64, :64])
     ref = create_metric("lpips_vgg")(fake[:, :, :64, :64], real[:, :, :64, :64]).mean()
@@ -286,8 +286,8 @@ def test_missing_torchmetrics_is_a_clear_error():
 @pytest.mark.parametrize("name", ["kcross", "ssim", "lpips_alex"])
 def test_channels_last_matches_default_layout(name):
     """channels_last changes float32 rounding only: within 1e-6 (K-CROSS measured 3.6e-7 at 256x256)."""
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     fake, real, source = _pairs(3)
 
     def build(**kw: object) -> RegistryMetric:

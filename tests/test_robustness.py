@@ -27,6 +27,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, metric_info
 from kcross_metric._checks import RANGE_TOLERANCE, check_device
@@ -45,7 +46,6 @@ from kcross_metric.errors import (
     WeightsError,
 )
 from kcross_metric.io import check_same_grid, load_volume
-from kcross_metric.shared_data import shared_path
 
 CLASSICAL = ["mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd"]
 DEEP = ["lpips_alex", "lpips_vgg", "dists"]
@@ -73,8 +73,8 @@ def _one_thread() -> Any:
 
 
 def _metric(name: str, data_range: float = 1.0) -> Any:
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     key = f"{name}@{data_range:g}"
     if key not in _MODELS:
         _MODELS[key] = (KCross.untrained(seed=0, data_range=data_range) if name == "kcross"

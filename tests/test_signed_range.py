@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, list_metrics
 from kcross_metric._checks import (
@@ -29,7 +30,6 @@ from kcross_metric._checks import (
 from kcross_metric.dfd import DFD
 from kcross_metric.errors import ChannelError, ConfigError, NonFiniteError, RangeError
 from kcross_metric.phantom import make_pair
-from kcross_metric.shared_data import shared_path
 from kcross_metric.volume25d import score_25d
 
 CLASSICAL = ("mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd")
@@ -63,8 +63,8 @@ def _rescaled(x: torch.Tensor) -> torch.Tensor:
 
 
 def _build(name: str, data_range: object = 1.0) -> Any:
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     if name == "kcross":
         return KCross.untrained(seed=0, data_range=data_range)
     return create_metric(name, data_range=data_range)

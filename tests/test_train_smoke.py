@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import need_shared
+from conftest import need_shared, need_imagenet
 from kcross_metric.cli.train import main as train_main
 from kcross_metric.metric import KCross
 
@@ -13,7 +13,7 @@ from kcross_metric.metric import KCross
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     need_shared("data", "brats", "BraTS-GLI-00000-000")
-    need_shared("weights", "imagenet")
+    need_imagenet()
     root = tmp_path_factory.mktemp("runs")
     for stage in ("segmenter", "stage1"):
         assert train_main([stage, "--run", str(root / stage), "--smoke"]) == 0

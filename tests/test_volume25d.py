@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import need_imagenet
 
 from kcross_metric.baselines.mae import MAE
 from kcross_metric.errors import ConfigError, ImageTooSmallError, InputError, ShapeError
@@ -108,12 +109,15 @@ def test_small_slices_padded_or_refused(volumes) -> None:  # type: ignore[no-unt
         score_25d("nlpd", fake, real, planes=("axial",), pad_small=False)
 
 
+_IMAGENET = {"dists", "dfd_vgg16", "lpips_alex", "lpips_vgg"}  # backbones from disk (tests never download)
 _HEAVY = {"dists", "dfd_vgg16", "dfd_random", "lpips_vgg", "ms_ssim"}  # VGG16 passes / 161x161 padding
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n
                                   for n in list_metrics() if n not in ("kcross", "dfd_ssfd")])
 def test_every_registry_metric(name: str, volumes) -> None:  # type: ignore[no-untyped-def]
+    if name in _IMAGENET:
+        need_imagenet()
     fake, real, _ = volumes
     small = (slice(None), slice(None), slice(6, 8))  # 2 axial slices keep the heavy metrics fast
     f, r = fake[small], real[small]

@@ -22,6 +22,7 @@ __all__ = [
     "WeightsError",
     "ChecksumError",
     "WeightsNotFoundError",
+    "BackboneNotFoundError",
     "UntrainedWeightsError",
     "ConfigError",
     "OutputExistsError",
@@ -82,6 +83,29 @@ class ChecksumError(WeightsError):
 
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weight file could be found locally or reached remotely."""
+
+
+class BackboneNotFoundError(WeightsNotFoundError):
+    """ImageNet backbone weights (LPIPS, DISTS, DFD-VGG) are neither on disk nor downloadable.
+
+    ``str()`` gives the advice in Python terms; :attr:`cli_message` in command-line terms.
+    """
+
+    def __init__(self, net: str, tried: list[str], npz_name: str, checkpoint_name: str, env_var: str) -> None:
+        self.net, self.tried = net, list(tried)
+        where = (f"ImageNet {net} weights not found; tried: {'; '.join(tried)}")
+        files = f"{checkpoint_name} (torchvision) or {npz_name}"
+        super().__init__(
+            f"{where}. On a machine with internet they are downloaded on first use; offline, run "
+            f"kcross_metric.baselines.fetch_backbones() (or `kcross-score --fetch-backbones`) where "
+            f"there is internet and copy the torch hub cache, or pass weights_path= a file {files} "
+            f"(or its folder), or set ${env_var} to the folder holding it."
+        )
+        self.cli_message = (
+            f"{where}. Run `kcross-score --fetch-backbones` once on a machine with internet (files go "
+            f"to the torch hub cache, found automatically afterwards), or pass --imagenet-dir DIR (or "
+            f"set {env_var}=DIR) with DIR holding {files}."
+        )
 
 
 class UntrainedWeightsError(WeightsError):

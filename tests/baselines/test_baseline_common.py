@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 from _baseline_helpers import assert_batch_independent, degraded, mr_slice
+from conftest import imagenet_available
 
 from kcross_metric import create_metric, metric_info
 from kcross_metric.errors import ConfigError, DTypeError, NonFiniteError, RangeError, ShapeError
-from kcross_metric.shared_data import shared_path
 
 CLASSICAL = ["mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd"]
 DEEP = ["lpips_alex", "lpips_vgg", "dists"]
@@ -19,8 +19,8 @@ _MODELS: dict[str, Any] = {}
 
 
 def _metric(name: str, **kwargs: Any) -> Any:
-    if name in DEEP and shared_path("weights", "imagenet") is None:
-        pytest.skip("ImageNet weights not found in the shared folder")
+    if name in DEEP and not imagenet_available():
+        pytest.skip("ImageNet backbones not on disk (tests never download them)")
     key = name + repr(sorted(kwargs.items()))
     if key not in _MODELS:
         _MODELS[key] = create_metric(name, **kwargs)

@@ -79,16 +79,21 @@ def test_dists_frozen_and_gradcheck(weights_dir: Path, model: DISTS) -> None:
     assert torch.autograd.gradcheck(lambda a: m(a, y), (x,), fast_mode=True, atol=1e-5)
 
 
-def test_dists_alpha_beta_looked_up_beside_weights(weights_dir: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dists_alpha_beta_bundled_or_beside_weights(weights_dir: Path, tmp_path: Path) -> None:
+    """alpha/beta ship in the package; a dists_alpha_beta.npz beside the VGG file takes precedence."""
     only_vgg = tmp_path / "vgg"
     only_vgg.mkdir()
     os.symlink(weights_dir / VGG16_FILE, only_vgg / VGG16_FILE)
-    with pytest.raises(WeightsNotFoundError, match=DISTS_FILE):
-        DISTS(weights_path=only_vgg / VGG16_FILE)
-    os.symlink(weights_dir / DISTS_FILE, only_vgg / DISTS_FILE)
-    DISTS(weights_path=only_vgg / VGG16_FILE)
-    DISTS(weights_path=only_vgg, alpha_beta_path=weights_dir / DISTS_FILE)
+    bundled = DISTS(weights_path=only_vgg / VGG16_FILE)
+    shared = DISTS(weights_path=only_vgg, alpha_beta_path=weights_dir / DISTS_FILE)
+    torch.testing.assert_close(bundled.alpha, shared.alpha, rtol=0, atol=0)
+    torch.testing.assert_close(bundled.beta, shared.beta, rtol=0, atol=0)
+    with np.load(weights_dir / DISTS_FILE) as data:
+        np.savez(only_vgg / DISTS_FILE, alpha=data["alpha"] * 0 + 1, beta=data["beta"])
+    beside = DISTS(weights_path=only_vgg / VGG16_FILE)
+    assert not torch.equal(beside.alpha, bundled.alpha)
+    with pytest.raises(WeightsNotFoundError, match="no file"):
+        DISTS(weights_path=only_vgg, alpha_beta_path=tmp_path / "nowhere.npz")
 
 
 def test_dists_input_errors(model: DISTS) -> None:

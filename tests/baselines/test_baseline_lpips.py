@@ -162,8 +162,7 @@ def test_env_var_and_explicit_file(weights_dir: Path, pair: tuple[torch.Tensor, 
 
 def test_torch_hub_cache_fallback_never_downloads(weights_dir: Path, pair: tuple[torch.Tensor, torch.Tensor],
                                                   no_default_weights: Path) -> None:
-    pytest.importorskip("lpips")  # supplies the v0.1 heads
-    state = load_backbone_state("alex", weights_dir, heads=True)
+    state = load_backbone_state("alex", weights_dir, heads=True)  # LPIPS heads: bundled
     ckpt = {k: v for k, v in state.items() if k.startswith("features.")}
     ckpt["classifier.1.weight"] = torch.zeros(2, 2)  # torchvision checkpoints hold more than features
     (no_default_weights / "checkpoints").mkdir(parents=True)

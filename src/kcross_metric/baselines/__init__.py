@@ -8,7 +8,8 @@ Each metric is a plain function (``ssim(x, y, data_range=1.0, reduction="none", 
 a pair not starting at 0 is mapped once, on entry, to [0, 1] (``_checks.prepare_image_pair``), so
 values equal those of the images rescaled to [0, 1] with ``data_range=1``.
 See ``docs/baselines.md`` for references, conventions and measured agreement with the reference
-implementations. Importing this package loads no weights: LPIPS and DISTS read theirs when built.
+implementations. Importing this package loads no weights: LPIPS and DISTS read theirs when built
+(ImageNet backbones found locally or downloaded on first use; :func:`fetch_backbones` pre-fetches).
 
 The functions share their names with their modules (``baselines.ssim`` is the function here; the
 module is ``kcross_metric.baselines.ssim`` in ``sys.modules``), as in torchmetrics.functional.
@@ -16,6 +17,7 @@ module is ``kcross_metric.baselines.ssim`` in ``sys.modules``), as in torchmetri
 
 from __future__ import annotations
 
+from ._backbones import backbone_available, fetch_backbones
 from ._utils import rgb_to_gray
 from .dists import DISTS, dists
 from .gmsd import GMSD, gmsd
@@ -36,4 +38,5 @@ __all__ = [
     "LPIPSAlex", "LPIPSVGG", "lpips",
     "DISTS", "dists",
     "rgb_to_gray",
+    "backbone_available", "fetch_backbones",
 ]

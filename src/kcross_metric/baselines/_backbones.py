@@ -1,26 +1,35 @@
-"""ImageNet AlexNet / VGG16 feature extractors and local loading of their weights.
+"""ImageNet AlexNet / VGG16 feature extractors, and where their weights come from.
 
 The architectures are written out as plain ``nn.Sequential`` stacks with torchvision's layer
 indices, so state keys are torchvision's (``features.N.weight``) and torchvision is not needed.
-Weights are only ever read from local files, in this order:
+The small learned heads on top (LPIPS v0.1 linear layers, DISTS alpha/beta: 5,574 numbers) ship
+inside the package (``weights/imagenet_heads.safetensors``, SHA-256 in ``weights/SHA256SUMS``).
+The backbone weights are looked for, in this order:
 
-1. the ``weights_path`` argument (an ``.npz`` file or a directory holding the standard file name);
-2. ``$KCROSS_IMAGENET_DIR``;
+1. the ``weights_path`` argument: a file (``.npz`` of this project's format, or torchvision's
+   ``.pth`` checkpoint) or a folder holding one under its standard name;
+2. ``$KCROSS_IMAGENET_DIR``, a folder holding one of those files;
 3. the project's shared folder, ``shared_path("weights", "imagenet")``;
-4. torchvision's checkpoint in the torch hub cache, if it is already there (nothing is downloaded),
-   with the LPIPS heads / DISTS weights shipped inside the ``lpips`` / ``DISTS_pytorch`` wheels
-   when those packages are installed;
-5. otherwise :class:`WeightsNotFoundError` saying where to put the files.
+4. torchvision's checkpoint in the torch hub cache (``torch.hub.get_dir()/checkpoints``, where
+   torchvision and lpips keep it too);
+5. a download of that checkpoint from ``$KCROSS_IMAGENET_URL`` (default torchvision's
+   https://download.pytorch.org/models/) into the torch hub cache, checked against the SHA-256
+   prefix torchvision publishes in the file name, as ``torch.hub`` does; skipped when
+   ``$KCROSS_OFFLINE`` is set (``1``/``true``/``yes``);
+6. otherwise :class:`BackboneNotFoundError`, naming what was tried and how to pre-fetch.
 
-``.npz`` files are read with ``allow_pickle=False``, must hold exactly the expected keys and shapes,
-and are checked against a ``SHA256SUMS`` file beside them when there is one (``sha256sum`` format).
+:func:`fetch_backbones` pre-fetches (``kcross-score --fetch-backbones`` on the command line).
+``.npz`` files are read with ``allow_pickle=False``, ``.pth`` files with ``weights_only=True``;
+both must hold exactly the expected keys and shapes. An ``.npz`` is checked against a
+``SHA256SUMS`` file beside it when there is one (``sha256sum`` format).
 """
+
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,11 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
+from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
 from ..shared_data import shared_path
 
 __all__ = [
     "ENV_VAR",
+    "OFFLINE_ENV_VAR",
+    "URL_ENV_VAR",
+    "TORCHVISION_URL",
+    "TORCHVISION_CHECKPOINTS",
     "ALEXNET_FILE",
     "VGG16_FILE",
     "DISTS_FILE",
@@ -46,17 +59,28 @@ __all__ = [
     "expected_keys",
     "load_backbone_state",
     "load_dists_state",
+    "backbone_available",
+    "fetch_backbones",
+    "offline",
     "verify_sha256",
     "freeze",
 ]
 
 ENV_VAR = "KCROSS_IMAGENET_DIR"
+OFFLINE_ENV_VAR = "KCROSS_OFFLINE"
+URL_ENV_VAR = "KCROSS_IMAGENET_URL"
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+HEADS_FILE = "imagenet_heads.safetensors"
 ALEXNET_FILE = "alexnet_features_torchvision_IMAGENET1K_V1.npz"
 VGG16_FILE = "vgg16_features_torchvision_IMAGENET1K_V1.npz"
 DISTS_FILE = "dists_alpha_beta.npz"
 _FILES = {"alex": ALEXNET_FILE, "vgg": VGG16_FILE}
-# torchvision's IMAGENET1K_V1 checkpoints as cached by torch.hub.
-_HUB_CHECKPOINTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+#: torchvision's IMAGENET1K_V1 checkpoints: file name (as torch.hub caches it) and the SHA-256
+#: prefix torchvision publishes in that name
+TORCHVISION_CHECKPOINTS: dict[str, tuple[str, str]] = {
+    "alex": ("alexnet-owt-7be5be79.pth", "7be5be79"),
+    "vgg": ("vgg16-397923af.pth", "397923af"),
+}
 _LPIPS_HEAD_CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 
@@ -228,49 +252,61 @@ def _read_npz(path: Path, required: Mapping[str, tuple[int, ...]],
 # Resolution
 
 
-def _candidates(filename: str, weights_path: str | os.PathLike[str] | None) -> tuple[Path | None, list[str]]:
-    """First existing file among the documented locations, plus the list of places tried."""
-    tried: list[str] = []
+def offline() -> bool:
+    """True when ``$KCROSS_OFFLINE`` forbids downloads."""
+    return os.environ.get(OFFLINE_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _bundled_heads() -> dict[str, torch.Tensor]:
+    from ..weights import load_safetensors, resolve_weights
+
+    return load_safetensors(resolve_weights(None, filename=HEADS_FILE))
+
+
+def _lpips_heads(net: str) -> dict[str, torch.Tensor]:
+    heads = _bundled_heads()
+    return {f"lpips_lin{i}.weight": heads[f"lpips_{net}.lin{i}.weight"] for i in range(len(_LPIPS_HEAD_CHANNELS[net]))}
+
+
+def _in_folder(folder: Path, net: str) -> Path | None:
+    """This project's ``.npz`` or torchvision's ``.pth`` of ``net`` inside ``folder``, if any."""
+    for name in (_FILES[net], TORCHVISION_CHECKPOINTS[net][0]):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _hub_checkpoint_path(net: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_CHECKPOINTS[net][0]
+
+
+def _local_backbone(net: str, weights_path: str | os.PathLike[str] | None) -> tuple[Path | None, list[str]]:
+    """The first local file of steps 1-4 (see the module docstring) and the places tried."""
+    names = f"{_FILES[net]} or {TORCHVISION_CHECKPOINTS[net][0]}"
     if weights_path is not None:
         p = Path(weights_path).expanduser()
-        if p.is_dir():
-            p = p / filename
-        if not p.is_file():
-            raise WeightsNotFoundError(f"weights_path {weights_path!s}: no file {p}")
-        return p, tried
-    env = os.environ.get(ENV_VAR)
+        found = _in_folder(p, net) if p.is_dir() else (p if p.is_file() else None)
+        if found is None:
+            raise WeightsNotFoundError(f"weights_path {weights_path!s}: no file {p}" + (f" ({names})" if p.is_dir() else ""))
+        return found, []
+    tried: list[str] = []
+    env = os.environ.get(ENV_VAR, "").strip()
     if env:
-        p = Path(env).expanduser() / filename
-        if p.is_file():
-            return p, tried
-        tried.append(f"${ENV_VAR} ({p})")
+        found = _in_folder(Path(env).expanduser(), net)
+        if found is not None:
+            return found, tried
+        tried.append(f"${ENV_VAR} ({Path(env).expanduser()}: no {names})")
     else:
         tried.append(f"${ENV_VAR} (not set)")
-    p2 = shared_path("weights", "imagenet", filename)
-    if p2 is not None and p2.is_file():
-        return p2, tried
+    shared = shared_path("weights", "imagenet", _FILES[net])
+    if shared is not None and shared.is_file():
+        return shared, tried
     tried.append("shared folder weights/imagenet/ (not found)")
+    cached = _hub_checkpoint_path(net)
+    if cached.is_file():
+        return cached, tried
+    tried.append(f"torch hub cache ({cached})")
     return None, tried
-
-
-def _hub_checkpoint(net: str) -> Path | None:
-    p = Path(torch.hub.get_dir()) / "checkpoints" / _HUB_CHECKPOINTS[net]
-    return p if p.is_file() else None
-
-
-def _package_file(package: str, *parts: str) -> Path | None:
-    """A data file shipped inside an installed package, located without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for base in spec.submodule_search_locations:
-        p = Path(base).joinpath(*parts)
-        if p.is_file():
-            return p
-    return None
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
@@ -283,25 +319,51 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def _from_hub_cache(net: str, heads: bool) -> dict[str, torch.Tensor] | None:
-    ckpt = _hub_checkpoint(net)
-    if ckpt is None:
-        return None
+def _read_checkpoint(path: Path, net: str) -> dict[str, torch.Tensor]:
+    """``features.*`` of a torchvision AlexNet/VGG16 checkpoint (the classifier is ignored)."""
     shapes = expected_keys(net, heads=False)
-    state = {k: v for k, v in _torch_load(ckpt).items() if k in shapes}
+    state = {k: v for k, v in _torch_load(path).items() if k in shapes}
     if set(state) != set(shapes) or any(tuple(state[k].shape) != s for k, s in shapes.items()):
-        raise WeightsError(f"{ckpt} does not hold torchvision's {net} features")
-    if heads:
-        head_file = _package_file("lpips", "weights", "v0.1", f"{net}.pth")
-        if head_file is None:
-            return None
-        lins = _torch_load(head_file)
-        for i, c in enumerate(_LPIPS_HEAD_CHANNELS[net]):
-            w = lins.get(f"lin{i}.model.1.weight")
-            if w is None or tuple(w.shape) != (1, c, 1, 1):
-                raise WeightsError(f"{head_file} does not hold the LPIPS v0.1 head lin{i}")
-            state[f"lpips_lin{i}.weight"] = w
+        raise WeightsError(f"{path} does not hold torchvision's ImageNet {net} features "
+                           f"(expected keys {sorted(shapes)[:3]}... with their shapes)")
     return state
+
+
+#: seconds without data after which a download is abandoned (a firewall that drops packets
+#: must not hang the caller)
+DOWNLOAD_TIMEOUT = 60.0
+
+
+def _download(net: str, folder: Path) -> Path:
+    """torchvision's checkpoint of ``net`` into ``folder``, checked against its hash prefix; the
+    file appears only once complete and checked (temp file + rename)."""
+    import urllib.request
+
+    from ..weights import _atomic_write
+
+    name, prefix = TORCHVISION_CHECKPOINTS[net]
+    base = os.environ.get(URL_ENV_VAR, "").strip() or TORCHVISION_URL
+    url = base.rstrip("/") + "/" + name
+    target = folder / name
+    print(f"kcross-metric: downloading {url} to {target}", file=sys.stderr, flush=True)
+
+    def write(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, open(tmp, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if not digest.hexdigest().startswith(prefix):
+            raise ChecksumError(f"{url}: SHA-256 {digest.hexdigest()} does not start with {prefix}, the "
+                                f"prefix torchvision publishes for {name}; the file was not kept")
+
+    try:
+        _atomic_write(target, write)
+    except ChecksumError:
+        raise
+    except OSError as exc:  # URLError, HTTPError, timeouts, disk errors
+        raise WeightsNotFoundError(f"cannot download {url}: {exc}") from exc
+    return target
 
 
 def load_backbone_state(net: str, weights_path: str | os.PathLike[str] | None = None, *,
@@ -310,39 +372,63 @@ def load_backbone_state(net: str, weights_path: str | os.PathLike[str] | None = 
     plus ``lpips_lin{0..4}.weight`` if ``heads``. See the module docstring for the search order."""
     if net not in _FILES:
         raise ConfigError(f"net must be 'alex' or 'vgg', got {net!r}")
-    filename = _FILES[net]
-    path, tried = _candidates(filename, weights_path)
-    if path is not None:
-        required = expected_keys(net, heads=heads)
-        optional = {} if heads else {k: v for k, v in expected_keys(net, heads=True).items() if k not in required}
+    path, tried = _local_backbone(net, weights_path)
+    if path is None:
+        if offline():
+            tried.append(f"download (${OFFLINE_ENV_VAR} is set)")
+        else:
+            try:
+                path = _download(net, _hub_checkpoint_path(net).parent)
+            except WeightsNotFoundError as exc:
+                tried.append(f"download ({exc})")
+    if path is None:
+        raise BackboneNotFoundError(net, tried, _FILES[net], TORCHVISION_CHECKPOINTS[net][0], ENV_VAR)
+    if path.suffix == ".npz":
+        required = expected_keys(net, heads=False)
+        optional = {k: v for k, v in expected_keys(net, heads=True).items() if k not in required}
         state = _read_npz(path, required, optional)
-        return {k: v for k, v in state.items() if k in required}
-    cached = _from_hub_cache(net, heads)
-    if cached is not None:
-        return cached
-    tried.append(f"torch hub cache ({Path(torch.hub.get_dir()) / 'checkpoints' / _HUB_CHECKPOINTS[net]}"
-                 + (" and the lpips package's v0.1 heads)" if heads else ")"))
-    raise WeightsNotFoundError(
-        f"ImageNet {net} weights not found; tried: {'; '.join(tried)}. Pass weights_path= an "
-        f"{filename} file (or its folder), or set ${ENV_VAR} to the folder holding it. Weights are "
-        f"never downloaded."
-    )
+        partial = sorted(set(optional) - set(state))
+        if partial and len(partial) < len(optional):  # all heads or none, never a mix with ours
+            raise WeightsError(f"weight file {path} does not match the architecture: missing keys {partial}")
+    else:
+        state = _read_checkpoint(path, net)
+    if heads and not all(k in state for k in expected_keys(net, heads=True)):
+        state.update(_lpips_heads(net))
+    wanted = expected_keys(net, heads=heads)
+    return {k: v for k, v in state.items() if k in wanted}
+
+
+def backbone_available(net: str) -> bool:
+    """Whether :func:`load_backbone_state` finds ``net`` without the network (steps 2-4)."""
+    return _local_backbone(net, None)[0] is not None
+
+
+def fetch_backbones(nets: tuple[str, ...] = ("alex", "vgg"), folder: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Download torchvision's checkpoints of ``nets`` (hash-checked) into ``folder`` (default the
+    torch hub cache, where they are found automatically; another folder is then passed as
+    ``weights_path=`` or ``$KCROSS_IMAGENET_DIR``). Files already there are kept, not re-downloaded.
+    Returns net -> file."""
+    out: dict[str, Path] = {}
+    for net in nets:
+        if net not in _FILES:
+            raise ConfigError(f"net must be 'alex' or 'vgg', got {net!r}")
+        target_dir = _hub_checkpoint_path(net).parent if folder is None else Path(folder).expanduser()
+        target = target_dir / TORCHVISION_CHECKPOINTS[net][0]
+        out[net] = target if target.is_file() else _download(net, target_dir)
+        _read_checkpoint(out[net], net)  # a kept file must be usable too
+    return out
 
 
 def load_dists_state(weights_path: str | os.PathLike[str] | None = None) -> dict[str, torch.Tensor]:
-    """DISTS ``alpha`` and ``beta``, each (1, 1475, 1, 1)."""
+    """DISTS ``alpha`` and ``beta``, each (1, 1475, 1, 1): from ``weights_path`` (a
+    ``dists_alpha_beta.npz`` file or its folder) if given, else the values shipped in the package."""
     shapes = {"alpha": (1, sum(DISTS_CHANNELS), 1, 1), "beta": (1, sum(DISTS_CHANNELS), 1, 1)}
-    path, tried = _candidates(DISTS_FILE, weights_path)
-    if path is not None:
-        return _read_npz(path, shapes)
-    pkg = _package_file("DISTS_pytorch", "weights.pt")
-    if pkg is not None:
-        state = _torch_load(pkg)
-        if all(k in state and tuple(state[k].shape) == s for k, s in shapes.items()):
-            return {k: state[k] for k in shapes}
-        raise WeightsError(f"{pkg} does not hold DISTS alpha/beta of shape {shapes['alpha']}")
-    tried.append("the DISTS_pytorch package (not installed)")
-    raise WeightsNotFoundError(
-        f"DISTS alpha/beta not found; tried: {'; '.join(tried)}. Pass alpha_beta_path= a "
-        f"{DISTS_FILE} file (or its folder), or set ${ENV_VAR} to the folder holding it."
-    )
+    if weights_path is not None:
+        p = Path(weights_path).expanduser()
+        if p.is_dir():
+            p = p / DISTS_FILE
+        if not p.is_file():
+            raise WeightsNotFoundError(f"alpha_beta_path {weights_path!s}: no file {p}")
+        return _read_npz(p, shapes)
+    heads = _bundled_heads()
+    return {"alpha": heads["dists.alpha"], "beta": heads["dists.beta"]}

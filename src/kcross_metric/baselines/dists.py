@@ -28,6 +28,7 @@ from .._checks import (
 )
 from ._backbones import (
     DISTS_CHANNELS,
+    DISTS_FILE,
     FeatureTaps,
     L2Pooling,
     freeze,
@@ -52,10 +53,11 @@ class DISTS(nn.Module):
     """DISTS distance, (B, 1|3, H, W) in [0, data_range] -> (B,), 0 for identical images.
 
     Args:
-        weights_path: VGG16 ``.npz`` file or a folder holding it (see ``_backbones``); when it is a
-            file or folder and ``alpha_beta_path`` is not given, ``dists_alpha_beta.npz`` is looked
-            for in the same folder.
-        alpha_beta_path: DISTS ``alpha``/``beta`` ``.npz`` file or its folder.
+        weights_path: VGG16 ``.npz`` or torchvision ``.pth`` file, or a folder holding one (see
+            ``_backbones``; default: found or downloaded on first use); when that folder also holds
+            ``dists_alpha_beta.npz`` and ``alpha_beta_path`` is not given, alpha/beta come from it.
+        alpha_beta_path: DISTS ``alpha``/``beta`` ``.npz`` file or its folder (default: the values
+            shipped in the package).
     """
 
     higher_is_better = False
@@ -81,7 +83,8 @@ class DISTS(nn.Module):
         self.backbone.load_state_dict(state, strict=True)
         if alpha_beta_path is None and weights_path is not None:
             p = Path(weights_path).expanduser()
-            alpha_beta_path = p if p.is_dir() else p.parent
+            folder = p if p.is_dir() else p.parent
+            alpha_beta_path = folder if (folder / DISTS_FILE).is_file() else None
         ab = load_dists_state(alpha_beta_path)
         total = ab["alpha"].sum() + ab["beta"].sum()
         self.register_buffer("alpha", (ab["alpha"] / total).flatten(), persistent=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -9,7 +10,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "run_main", "atomic_write_text", "check_output_path"]
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "run_main", "atomic_write_text", "check_output_path",
+           "add_imagenet_option", "apply_imagenet_option"]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -53,8 +55,30 @@ def run_main(body: Callable[[], int], debug: bool, prog: str) -> int:
     except (KCrossError, ValueError, OSError, TypeError) as exc:
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # errors raised deep in the library may say what to do in command-line words too
+        print(f"{prog}: error: {getattr(exc, 'cli_message', None) or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def add_imagenet_option(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--imagenet-dir", type=Path, default=None, metavar="DIR",
+        help="folder holding the ImageNet backbones of LPIPS/DISTS/DFD-VGG (torchvision's "
+        "alexnet-owt-7be5be79.pth / vgg16-397923af.pth, or the project's .npz files); default: "
+        "$KCROSS_IMAGENET_DIR, the torch hub cache, else downloaded there on first use",
+    )
+
+
+def apply_imagenet_option(imagenet_dir: Path | None) -> None:
+    """Make ``--imagenet-dir`` the place the backbones are looked for first (for this process)."""
+    if imagenet_dir is None:
+        return
+    from ..baselines._backbones import ENV_VAR
+    from ..errors import ConfigError
+
+    if not imagenet_dir.is_dir():
+        raise ConfigError(f"--imagenet-dir {imagenet_dir}: no such folder")
+    os.environ[ENV_VAR] = str(imagenet_dir.expanduser().resolve())

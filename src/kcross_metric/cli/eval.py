@@ -21,6 +21,8 @@ import shlex
 import sys
 from typing import Callable, Sequence
 
+from ._common import add_imagenet_option
+
 __all__ = ["build_parser", "main"]
 
 PROG = "kcross-eval"
@@ -132,6 +134,7 @@ def _images(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     g.add_argument("--weights", metavar="PATH", default=None,
                    help="K-CROSS weights (.safetensors) for metric 'kcross' (default: the bundled weights)")
+    add_imagenet_option(g)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,9 +258,12 @@ def _check_registered(metrics: Sequence[str]) -> None:
 
 
 def _metric_kwargs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
-    """Extra ``create_metric`` arguments: ``--weights`` goes to K-CROSS and nothing else."""
+    """Extra ``create_metric`` arguments: ``--weights`` goes to K-CROSS and nothing else
+    (``--imagenet-dir`` is applied here too, before any metric is built)."""
     from ..errors import ConfigError
+    from ._common import apply_imagenet_option
 
+    apply_imagenet_option(args.imagenet_dir)
     if args.weights is None:
         return {}
     if "kcross" not in [m.lower() for m in args.metrics]:
@@ -313,7 +319,9 @@ def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        return " ".join(exc.split())
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename}"
@@ -349,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected: tuple[type[BaseException], ...] = (KCrossError, ValueError, OSError)
         if args.debug or args.debug_global or not isinstance(exc, expected):
             raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(getattr(exc, 'cli_message', None) or exc)}", file=sys.stderr)
         return 2
 
 

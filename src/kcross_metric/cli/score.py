@@ -4,6 +4,7 @@
     kcross-score FAKE_DIR REAL_DIR [--source-dir DIR] [--mask-dir DIR] --out scores.csv
                  [--metrics kcross,ssim,psnr,...] [--per-slice] [--report report.html]
     kcross-score --demo [--report demo.html]
+    kcross-score --fetch-backbones [--imagenet-dir DIR]
 
 Each volume is read in the package's axis convention (RAS+, axial slices along the first axis),
 checked to lie on the real volume's grid (or resampled onto it with ``--resample``), normalized to
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_OK, atomic_write_text, check_output_path, run_main
+from ._common import EXIT_OK, add_imagenet_option, apply_imagenet_option, atomic_write_text, check_output_path, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--per-slice", action="store_true", help="folder mode: also write per-slice rows to OUT_slices.csv")
     g.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report to this file")
     g.add_argument("--report-slices", type=int, default=3, help="worst slices shown per volume in the report (default 3)")
+    add_imagenet_option(g)
+    g.add_argument(
+        "--fetch-backbones", action="store_true",
+        help="download the ImageNet backbones of LPIPS/DISTS/DFD-VGG (SHA-256 prefix checked) into the "
+        "torch hub cache, or into --imagenet-dir DIR, and exit; for machines that will run offline",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -237,9 +244,24 @@ def _folder_mode(args: argparse.Namespace) -> bool:
     return dirs[0]
 
 
+def _fetch_backbones(args: argparse.Namespace) -> int:
+    from ..baselines import fetch_backbones
+
+    if args.imagenet_dir is not None:
+        args.imagenet_dir.mkdir(parents=True, exist_ok=True)
+    for net, path in fetch_backbones(folder=args.imagenet_dir).items():
+        print(f"{net}: {path}")
+    if args.imagenet_dir is not None:
+        print(f"use them with --imagenet-dir {args.imagenet_dir} or KCROSS_IMAGENET_DIR={args.imagenet_dir}")
+    return EXIT_OK
+
+
 def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..errors import ConfigError
 
+    if args.fetch_backbones:
+        return _fetch_backbones(args)
+    apply_imagenet_option(args.imagenet_dir)
     folder = _folder_mode(args)
     if args.out is not None and not folder:
         check_output_path(args.out, args.overwrite)  # fail before the slow part

@@ -27,6 +27,12 @@ class SegmenterConfig:
     phantom_slices: int = 0
     lr_drop_epoch: int | None = None  #: from this epoch (0-based) on, lr * lr_drop_factor
     lr_drop_factor: float = 0.25
+    #: piecewise-constant schedule, ``[[epoch, factor], ...]``: from ``epoch`` (0-based) on the
+    #: learning rate is ``lr * factor`` (the last entry at or before the epoch wins; before the first
+    #: entry, ``lr``). Supersedes ``lr_drop_epoch``/``lr_drop_factor`` when given; a later entry with a
+    #: larger factor is a warm restart, which is how a finished run is continued for more epochs
+    #: while the config still says exactly what schedule every epoch had.
+    lr_schedule: list[tuple[int, float]] = field(default_factory=list)
     threads: int = 2
     data_root: str | None = None
     extra_root: str | None = None  #: folder laid out by extra/get.sh (default: $KCROSS_EXTRA_DIR)
@@ -40,6 +46,25 @@ class SegmenterConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     #: normalization layers of the segmenter: "batch" (the first weights) or "instance"
     norm: str = "batch"
+
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``."""
+        if self.lr_schedule:
+            factor = 1.0
+            for start, value in sorted((int(e), float(f)) for e, f in self.lr_schedule):
+                if epoch >= start:
+                    factor = value
+            return self.lr * factor
+        if self.lr_drop_epoch is not None and epoch >= self.lr_drop_epoch:
+            return self.lr * self.lr_drop_factor
+        return self.lr
+
+    def __post_init__(self) -> None:
+        for entry in self.lr_schedule:
+            if (not isinstance(entry, (list, tuple)) or len(entry) != 2
+                    or not all(isinstance(v, (int, float)) for v in entry) or entry[0] < 0 or entry[1] <= 0):
+                raise ConfigError(f"lr_schedule entries are [epoch >= 0, factor > 0], got {entry!r}")
 
 
 @dataclass
@@ -156,6 +181,9 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     for key in ("slice_range", "val_slice_range", "betas", "channels"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
+    if isinstance(values.get("lr_schedule"), list):
+        values["lr_schedule"] = [tuple(entry) if isinstance(entry, (list, tuple)) else entry
+                                 for entry in values["lr_schedule"]]
     return cls(**values)  # type: ignore[call-arg]
 
 

@@ -218,7 +218,7 @@ def train_segmenter(
         config={**config_dict(config), "train_cases": list(cases), "val_cases": list(val_cases)},
         train_epoch=train_epoch, validate=(lambda: evaluate_segmenter(model, val_sets)) if val_sets else None,
         resume=resume, verbose=verbose,
-        lr_at=lambda epoch: config.lr * (config.lr_drop_factor if config.lr_drop_epoch is not None and epoch >= config.lr_drop_epoch else 1.0),
+        lr_at=config.lr_at,
     )
     model.eval()
     return model
