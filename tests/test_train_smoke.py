@@ -1,6 +1,7 @@
 """Smoke runs of every training stage on a few real slices (seconds each), and the export."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,21 @@ def test_stage2_from_the_bundled_weights_and_export_on_a_base(tmp_path, capsys):
     assert train_main(["export", "--base-weights", str(tmp_path / "missing.safetensors"), "--stage2", str(run),
                        "--out", str(tmp_path / "z.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_segmenter_lr_schedule(tmp_path):
+    """lr_schedule: piecewise-constant factors, last entry at or before the epoch wins; it supersedes
+    lr_drop_epoch; the shipped config's schedule is the one the shipped segmenter was trained with."""
+    from kcross_metric.errors import ConfigError
+    from kcross_metric.train.config import SegmenterConfig, load_config
+
+    cfg = SegmenterConfig(lr=1.0, lr_drop_epoch=1, lr_drop_factor=0.5, lr_schedule=[(7, 0.2), (3, 0.5), (9, 1.0)])
+    assert [cfg.lr_at(e) for e in (0, 2, 3, 6, 7, 8, 9, 30)] == [1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 1.0, 1.0]
+    assert [SegmenterConfig(lr=1.0, lr_drop_epoch=2, lr_drop_factor=0.5).lr_at(e) for e in (1, 2)] == [1.0, 0.5]
+    for bad in ([5], [(1, 0.0)], [(-1, 0.5)], [("a", 0.5)]):
+        with pytest.raises(ConfigError, match="lr_schedule"):
+            SegmenterConfig(lr_schedule=bad)
+    (tmp_path / "s.yaml").write_text("lr: 0.1\nlr_schedule: [[2, 0.5]]\n")
+    assert load_config(SegmenterConfig, tmp_path / "s.yaml").lr_at(2) == pytest.approx(0.05)
+    shipped = load_config(SegmenterConfig, Path(__file__).resolve().parents[1] / "src/kcross_metric/train/configs/segmenter.yaml")
+    assert shipped.epochs > max(e for e, _ in shipped.lr_schedule)  # every step of the schedule is reached
