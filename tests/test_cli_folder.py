@@ -12,7 +12,7 @@ import torch
 
 from kcross_metric import create_metric
 from kcross_metric.cli import folder as folder_mod
-from kcross_metric.cli.folder import pair_files, parse_metrics, slice_csv_path
+from kcross_metric.cli.folder import pair_files, parse_metrics, report_parts_dir, slice_csv_path
 from kcross_metric.cli.score import load_inputs, main
 from kcross_metric.errors import ConfigError, InputError
 from kcross_metric.io import save_volume
@@ -145,13 +145,42 @@ def test_per_slice_rows(scored):
         assert gmsd == pytest.approx(float(r["gmsd"]), rel=1e-6)
 
 
-def test_report_written_and_parts_removed(scored):
-    _, report = scored
+def test_report_written_and_sections_kept_beside_the_csv(scored):
+    out, report = scored
     html = report.read_text()
     assert "case0" in html and "case1" in html
     assert html.count("<img ") == 2 * 3 * 6  # 2 volumes x 3 worst slices x 6 images
     assert "gmsd (mean of scored slices)" in html and "psnr (3-D)" in html
-    assert not (report.parent / ".report.html.parts").exists()
+    assert len(list(report_parts_dir(out).iterdir())) == 2
+
+
+def test_finished_run_rebuilds_report_without_scoring(scored, folders, weights_file, tmp_path, monkeypatch, capsys):
+    out, report = scored
+    before = report.read_text()
+    monkeypatch.setattr(KCross, "explain", lambda *a, **k: pytest.fail("must not score again"))
+    monkeypatch.setattr(KCross, "score", lambda *a, **k: pytest.fail("must not score again"))
+    capsys.readouterr()
+    args = _args(folders, out, weights_file, "--metrics", "kcross,psnr,gmsd", "--per-slice", "--report", str(report))
+    assert main(args) == 2  # the report exists: never replaced without --overwrite
+    assert "--report" in capsys.readouterr().err and report.read_text() == before
+    again = out.parent / "again.html"
+    args[args.index(str(report))] = str(again)
+    assert main(args) == 0
+    assert "0 pair(s) scored, 2 already" in capsys.readouterr().out
+    rebuilt = again.read_text()
+    assert rebuilt.count("<img ") == before.count("<img ") and rebuilt.count("case1") == before.count("case1")
+
+
+def test_output_folders_are_not_created(folders, weights_file, tmp_path, capsys):
+    for extra in (["--out", str(tmp_path / "nowhere" / "s.csv")],
+                  ["--out", str(tmp_path / "s.csv"), "--report", str(tmp_path / "nowhere" / "r.html")]):
+        args = [str(folders / "fake"), str(folders / "real"), "--weights", str(weights_file), *extra]
+        assert main(args) == 2
+        assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+    one = [str(folders / "fake" / "case0.nii.gz"), str(folders / "real" / "case0.nii.gz"), "--weights", str(weights_file)]
+    assert main([*one, "--out", str(tmp_path / "nowhere" / "x.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 
 
 def test_interrupted_run_resumes_without_redoing_pairs(folders, weights_file, tmp_path, monkeypatch, capsys):
@@ -170,7 +199,7 @@ def test_interrupted_run_resumes_without_redoing_pairs(folders, weights_file, tm
     assert main(args) == 130
     first = out.read_text()
     assert [r["name"] for r in _rows(out)] == ["case0"]
-    assert len(list((tmp_path / ".r.html.parts").iterdir())) == 1  # case0's report section is kept
+    assert len(list(report_parts_dir(out).iterdir())) == 1  # case0's report section is kept
     monkeypatch.setattr(folder_mod.BaselineSet, "__call__", real_call)
     with open(out, "a") as fh:
         fh.write("case1,half-written")  # a row cut by a crash is scored again

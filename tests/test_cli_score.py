@@ -108,3 +108,23 @@ def test_help_does_not_import_torch():
     code = "import sys; from kcross_metric.cli import score; score.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_empty_reference_volume_is_an_error(volumes, weights_file, tmp_path, capsys):
+    """An all-zero real volume is refused with a message in CLI words, not scored silently."""
+    zero = tmp_path / "zero.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 16), np.float32), np.eye(4)), zero)
+    assert main([str(volumes["fake"]), str(zero), "--weights", str(weights_file)]) == 2
+    err = capsys.readouterr().err
+    assert "constant" in err and "zero.nii.gz" in err and "KCross(" not in err
+
+
+def test_empty_reference_in_python_names_the_volume():
+    from kcross_metric.errors import EmptyReferenceError, InputError
+    from kcross_metric.metric import KCross
+
+    real = torch.rand(2, 1, 3, 32, 32)
+    real[1] = 0.0
+    with pytest.raises(EmptyReferenceError, match=r"\[1\].*min_brain_fraction") as info:
+        KCross.untrained(seed=0).score(real, real)
+    assert isinstance(info.value, InputError) and "KCross(" not in info.value.cli_message

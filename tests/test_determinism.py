@@ -19,6 +19,7 @@ import torch
 from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, metric_info
+from kcross_metric.errors import EmptyReferenceError
 
 CLASSICAL = ["mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd"]
 DEEP = ["lpips_alex", "lpips_vgg", "dists"]
@@ -142,9 +143,12 @@ def test_kcross_slices_batch_independent() -> None:
 
 
 def test_kcross_volumes_batch_independent() -> None:
-    """Volumes with different numbers of brain slices (2 of 4, none) share a batch."""
+    """Volumes with different numbers of brain slices (2 of 4, all) share a batch; a volume whose
+    reference has no brain at all is an error naming it, never a silent score."""
     fake, real = _batch((4, 32, 32), seed=1)
-    fake, real = fake[[0, 1, 3]], real[[0, 1, 3]]  # realistic, empty, noise vs empty
+    with pytest.raises(EmptyReferenceError, match=r"\[1, 2\]"):  # empty and noise-vs-empty references
+        _metric("kcross").score(fake[[0, 1, 3]], real[[0, 1, 3]])
+    fake, real = fake[[0, 2]], real[[0, 2]]  # realistic, constant
     real[0, :, [0, 3]] = 0.0  # sample 0: only slices 1-2 contain brain
     fake[0, :, [0, 3]] = 0.0
     m1 = _metric("kcross", slice_batch_size=1)
@@ -154,7 +158,7 @@ def test_kcross_volumes_batch_independent() -> None:
         res = m1.score(fake, real)
         alone = m1.score(fake[:1], real[:1])
     assert res.slice_used[0].tolist() == [False, True, True, False]
-    assert bool(res.slice_used[1:].all())  # no brain anywhere: every slice is scored
+    assert bool(res.slice_used[1:].all())  # a constant 0.7 reference: brain everywhere
     assert torch.equal(res.slice_scores[:1].nan_to_num(-1), alone.slice_scores.nan_to_num(-1))
     assert torch.equal(res.lesion_mask[:1], alone.lesion_mask)
 

@@ -118,3 +118,17 @@ def test_explain_validates_like_score(metric):
         metric.explain(x, torch.rand(1, 1, 32, 31))
     with pytest.raises(ShapeError):
         metric.explain(x, x, mask=torch.zeros(1, 1, 16, 16))
+
+
+def test_no_shares_when_nothing_to_share():
+    """Identical images: every contribution ~0, so no branch gets a 'share' (not 62 % of noise)."""
+    from kcross_metric.explain import MIN_SHARE_TOTAL
+    from kcross_metric.metric import KCross
+    from kcross_metric.report.html import ReportEntry, volume_section
+
+    x = torch.rand(1, 1, 3, 32, 32) * 0.8 + 0.1
+    ex = KCross.untrained(seed=0).explain(x, x)
+    assert sum(float(ex.contributions[k][0]) for k in ("complex", "tumor", "structure")) < MIN_SHARE_TOTAL
+    assert set(ex.shares(0).values()) == {0.0}
+    html = volume_section(ReportEntry("same", ex, x, x, None, {}), worst_n=1)
+    assert 'class="bar"' not in html

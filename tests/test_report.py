@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kcross_metric import KCross
-from kcross_metric.errors import OutputExistsError, ShapeError
+from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
 from kcross_metric.phantom import make_pair
 from kcross_metric.report import (
     GENERATOR,
@@ -127,7 +127,7 @@ def test_report_is_self_contained_and_every_img_is_a_png(report_html):
     assert report_html.count("<svg") == 2 and "21.5000" in report_html
 
 
-def test_write_report_never_clobbers_foreign_files(report_html, tmp_path):
+def test_write_report_never_replaces_without_overwrite(report_html, tmp_path):
     foreign = tmp_path / "notes.html"
     foreign.write_text("<html>mine</html>")
     with pytest.raises(OutputExistsError):
@@ -135,10 +135,14 @@ def test_write_report_never_clobbers_foreign_files(report_html, tmp_path):
     assert foreign.read_text() == "<html>mine</html>"
     own = write_report(tmp_path / "r.html", report_html)
     assert is_report_file(own)
-    write_report(own, report_html.replace("K-CROSS report", "again"))  # own report: refreshed
+    with pytest.raises(OutputExistsError):  # not even an earlier report
+        write_report(own, report_html.replace("K-CROSS report", "again"))
+    write_report(own, report_html.replace("K-CROSS report", "again"), overwrite=True)
     assert "again" in own.read_text()
     write_report(foreign, report_html, overwrite=True)
     assert is_report_file(foreign)
+    with pytest.raises(ConfigError, match="does not exist"):
+        write_report(tmp_path / "missing" / "r.html", report_html)
 
 
 def _chromium() -> str | None:

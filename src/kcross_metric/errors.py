@@ -23,6 +23,7 @@ __all__ = [
     "ChecksumError",
     "WeightsNotFoundError",
     "BackboneNotFoundError",
+    "EmptyReferenceError",
     "UntrainedWeightsError",
     "ConfigError",
     "OutputExistsError",
@@ -83,6 +84,14 @@ class ChecksumError(WeightsError):
 
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weight file could be found locally or reached remotely."""
+
+
+class EmptyReferenceError(InputError):
+    """The real (reference) volume has no brain to compare against: constant, empty or all background."""
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class BackboneNotFoundError(WeightsNotFoundError):

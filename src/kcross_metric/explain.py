@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BRANCHES", "KSPACE_ERROR_EPS", "KCrossExplanation", "explain"]
 
+#: contributions (-log q, summed over the three branches) below which no shares are given: the
+#: scores display as 1.0000 and every branch is at 0.0000
+MIN_SHARE_TOTAL = 1e-4
+
 #: Branch names, in the order reports show them.
 BRANCHES = ("complex", "tumor", "structure", "natural")
 #: Added to ``|FFT(fake) - FFT(real)|`` before the log: identical slices give ``log(1e-8) = -18.4``.
@@ -80,7 +84,9 @@ class KCrossExplanation:
     version: dict[str, object] = field(default_factory=dict)
 
     def shares(self, sample: int = 0, slice_index: int | None = None) -> dict[str, float]:
-        """Fractions of ``complex + tumor + structure`` contributions (sum to 1; all 0 if none).
+        """Fractions of ``complex + tumor + structure`` contributions (sum to 1), or all 0 when the
+        contributions sum to less than :data:`MIN_SHARE_TOTAL` (nothing to share out: fractions of
+        rounding noise would read as a diagnosis).
 
         For one sample (volume mean) or, with ``slice_index``, one slice of it.
         """
@@ -90,7 +96,7 @@ class KCrossExplanation:
             parts = {k: float(self.slice_contributions[k][sample, slice_index]) for k in ("complex", "tumor", "structure")}
         parts = {k: (v if math.isfinite(v) else 0.0) for k, v in parts.items()}
         total = sum(parts.values())
-        return {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
+        return {k: (v / total if total >= MIN_SHARE_TOTAL else 0.0) for k, v in parts.items()}
 
     def worst_slices(self, n: int, sample: int = 0) -> list[int]:
         """Indices of the ``n`` scored slices with the lowest scores, worst first."""

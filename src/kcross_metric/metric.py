@@ -43,7 +43,7 @@ from .branches import (
     structure_branch_features,
     tumor_branch_features,
 )
-from .errors import ConfigError, DeviceMismatchError, NonFiniteError, ShapeError
+from .errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
 from .kspace import image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
 
@@ -479,7 +479,16 @@ class KCross(nn.Module):
         with torch.no_grad():
             brain_fraction = (r > self.brain_threshold).flatten(1).float().mean(dim=1).view(b, d)
             used = brain_fraction >= self.min_brain_fraction
-            used[~used.any(dim=1)] = True  # a volume without brain slices is scored on all slices
+        empty = (~used.any(dim=1)).nonzero().flatten().tolist()
+        if empty:
+            what = (f"real volume(s) {empty} of the batch have no slice with brain (at least "
+                    f"{self.min_brain_fraction:g} of the pixels above {self.brain_threshold:g} of the range): an "
+                    "empty or all-background reference cannot be scored against")
+            raise EmptyReferenceError(
+                f"{what}; check the data, or lower KCross(min_brain_fraction=..., brain_threshold=...) for "
+                "very dark images",
+                cli_message=f"{what.replace('volume(s) [0] of the batch have', 'volume has')}; check the file",
+            )
         idx = used.flatten().nonzero().squeeze(1)
         out = self._score_in_chunks(
             f[idx], r[idx], s[idx] if s is not None else None, m[idx] if m is not None else None

@@ -15,6 +15,9 @@
   command resumes: pairs already in the CSV are skipped. A CSV made with other ``--metrics``,
   other weights, or with/without ``--source-dir``/``--mask-dir`` is refused; ``--overwrite``
   starts a fresh file.
+* With ``--report``, each pair's report section (worst slices' maps, branch values) is kept beside
+  the CSV in ``.<csv name>.report/``, so a rerun (e.g. to a new report path) rebuilds the report
+  without scoring again. An existing report file is never replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "pair_files",
     "parse_metrics",
     "progress",
+    "report_parts_dir",
     "run_folder",
     "slice_csv_columns",
     "slice_csv_path",
@@ -415,12 +419,15 @@ def _check_resume(rows: Sequence[Mapping[str, str]], path: Path, sha: str, pairs
                 )
 
 
-def _parts_dir(report: Path) -> Path:
-    return report.parent / f".{report.name}.parts"
+def report_parts_dir(csv_path: Path) -> Path:
+    """Where the report sections of a folder run live: beside its CSV, kept after the report is
+    written, so that a rerun rebuilds the report from them without scoring again."""
+    return csv_path.parent / f".{csv_path.name}.report"
 
 
-def _fragment_path(parts: Path, name: str) -> Path:
-    return parts / (hashlib.sha1(name.encode("utf-8")).hexdigest()[:20] + ".html")
+def _fragment_path(parts: Path, name: str, worst_n: int) -> Path:
+    # the section depends on the pair and on how many worst slices it shows
+    return parts / f"{hashlib.sha1(name.encode('utf-8')).hexdigest()[:20]}-w{worst_n}.html"
 
 
 def run_folder(args: Any) -> int:
@@ -430,12 +437,11 @@ def run_folder(args: Any) -> int:
     from ..metric import KCross
     from ..report.html import (
         ReportEntry,
-        is_report_file,
         render_report,
         volume_section,
         write_report,
     )
-    from ._common import EXIT_OK, atomic_write_text
+    from ._common import EXIT_OK, atomic_write_text, check_output_path, check_report_path
     from .score import load_inputs
 
     if args.out is None:
@@ -447,11 +453,9 @@ def run_folder(args: Any) -> int:
         if value:
             raise ConfigError(f"{opt} applies to single-file mode; in folder mode use --out CSV and --per-slice")
     report: Path | None = args.report
+    check_output_path(args.out, overwrite=True)  # a folder that exists; the CSV itself is resumed
     if report is not None:
-        if report.is_dir():
-            raise ConfigError(f"--report {report} is a directory, expected an .html file path")
-        if report.exists() and not args.overwrite and not is_report_file(report):
-            raise ConfigError(f"--report {report} exists and is not a kcross-metric report; pass --overwrite or choose another path")
+        check_report_path(report, args.overwrite, folder_mode=True)
     pairs = pair_files(args.fake, args.real, args.source_dir, args.mask_dir)
     names = parse_metrics(args.metrics)
 
@@ -477,11 +481,14 @@ def run_folder(args: Any) -> int:
         slice_csv.start(keep=lambda r: r["name"] in done)  # drops slices of a pair cut short
     main_csv.start()
 
-    parts = _parts_dir(report) if report is not None else None
-    if parts is not None:
-        if args.overwrite and parts.exists():
-            shutil.rmtree(parts)
-        parts.mkdir(parents=True, exist_ok=True)
+    parts = report_parts_dir(main_csv.path)
+    if args.overwrite and parts.exists():  # a fresh CSV: sections of the old one are stale
+        shutil.rmtree(parts)
+    if report is None:
+        parts_or_none = None
+    else:
+        parts.mkdir(exist_ok=True)
+        parts_or_none = parts
     need_explain = report is not None or slice_csv is not None
     worst_n = args.report_slices
 
@@ -493,10 +500,11 @@ def run_folder(args: Any) -> int:
         return inputs, res
 
     def write_fragment(pair: VolumePair, inputs: Mapping[str, Any], res: Any, values: Mapping[str, float]) -> None:
-        if parts is None:
+        if parts_or_none is None:
             return
         entry = ReportEntry(pair.name, res, inputs["fake"], inputs["real"], inputs.get("source"), dict(values))
-        atomic_write_text(_fragment_path(parts, pair.name), volume_section(entry, worst_n=worst_n), overwrite=True)
+        atomic_write_text(_fragment_path(parts_or_none, pair.name, worst_n), volume_section(entry, worst_n=worst_n),
+                          overwrite=True)
 
     todo = [p for p in pairs if p.name not in done]
     warned: set[str] = set()
@@ -554,16 +562,18 @@ def run_folder(args: Any) -> int:
         if slice_csv is not None:
             slice_csv.close()
 
-    if report is not None and parts is not None:
+    rebuilt = 0
+    if report is not None and parts_or_none is not None:
         by_name = {r["name"]: r for r in main_csv.rows}
         sections, summary = [], []
         for pair in pairs:
             row_s = by_name[pair.name]
             values = {n: float(row_s[n]) if row_s.get(n, "") != "" else float("nan") for n in names}
-            frag = _fragment_path(parts, pair.name)
-            if not frag.exists():  # scored by an earlier run that had no --report
+            frag = _fragment_path(parts_or_none, pair.name, worst_n)
+            if not frag.exists():  # scored by an earlier run without --report or other --report-slices
                 inputs, res = score_pair(pair)
                 write_fragment(pair, inputs, res, values)
+                rebuilt += 1
             sections.append(frag.read_text(encoding="utf-8"))
             summary.append(
                 {
@@ -589,10 +599,12 @@ def run_folder(args: Any) -> int:
             info["baselines"] = ", ".join(
                 f"{n} ({'3-D' if n not in baselines.per_slice_names() else 'mean of scored slices'})" for n in names
             )
-        write_report(report, render_report(sections, title="K-CROSS report", summary=summary, info=info), overwrite=True)
-        shutil.rmtree(parts, ignore_errors=True)
+        write_report(report, render_report(sections, title="K-CROSS report", summary=summary, info=info),
+                     overwrite=args.overwrite)
 
     print(f"kcross-score: {len(todo)} pair(s) scored, {len(pairs) - len(todo)} already in {main_csv.path}; results in {main_csv.path}")
+    if rebuilt:
+        print(f"  {rebuilt} pair(s) re-scored for report sections not kept from earlier runs")
     if slice_csv is not None:
         print(f"  per-slice rows: {slice_csv.path}")
     if report is not None:

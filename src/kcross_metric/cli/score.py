@@ -24,7 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_OK, add_imagenet_option, apply_imagenet_option, atomic_write_text, check_output_path, run_main
+from ._common import (
+    EXIT_OK,
+    add_imagenet_option,
+    apply_imagenet_option,
+    atomic_write_text,
+    check_output_path,
+    check_report_path,
+    run_main,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +154,12 @@ def load_inputs(
             check_same_grid(vol, real_vol, names=(name, "real"))
         vols[name] = vol
     brain = brain_mask(real_vol.data)
-    brain_or_none = brain if brain.any() else None
+    if not brain.any():
+        from ..errors import EmptyReferenceError
+
+        raise EmptyReferenceError(f"real volume {real} is constant (e.g. all zero): no brain to compare against; "
+                                  "check the file")
+    brain_or_none = brain
 
     def tensor(arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(device)
@@ -184,14 +197,8 @@ def _check_report_path(args: argparse.Namespace) -> None:
 
     if args.report_slices < 0:
         raise ConfigError(f"--report-slices must be >= 0, got {args.report_slices}")
-    if args.report is None:
-        return
-    from ..report import is_report_file
-
-    if args.report.is_dir():
-        raise ConfigError(f"--report {args.report} is a directory, expected an .html file path")
-    if args.report.exists() and not args.overwrite and not is_report_file(args.report):
-        raise ConfigError(f"--report {args.report} exists and is not a kcross-metric report; pass --overwrite or choose another path")
+    if args.report is not None:
+        check_report_path(args.report, args.overwrite)
 
 
 def _demo(args: argparse.Namespace) -> int:

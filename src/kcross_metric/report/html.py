@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 from .png import colormap_rgb, gray_rgb, overlay_mask, png_data_uri, to_display
 from .svg import slice_score_plot
 
@@ -64,7 +64,8 @@ _BRANCH_NOTE = (
     "Quality q in [0, 1] per branch (1 = no difference found); contribution = -log q. With the "
     "default product rule, complex + natural contributions = -log(score) exactly. Tumor and structure "
     "split the natural part approximately (each is the natural score network with the other branch's "
-    "input zeroed); 'share' is each of complex, tumor, structure as a fraction of their sum."
+    "input zeroed); 'share' is each of complex, tumor, structure as a fraction of their sum (left blank when "
+    "that sum is below 1e-4, i.e. nothing to share out)."
 )
 
 
@@ -141,9 +142,10 @@ def _img(uri: str, caption: str, alt: str, h: int, w: int) -> str:
 
 def _branch_table(q: Mapping[str, float], c: Mapping[str, float], shares: Mapping[str, float]) -> str:
     rows = ['<table><tr><th class="l">branch</th><th>quality q</th><th>-log q</th><th class="l">share</th></tr>']
+    any_share = any(v > 0 for v in shares.values())  # all 0: nothing to share out, show no bars
     for k in ("complex", "tumor", "structure", "natural"):
         share = shares.get(k)
-        bar = "" if share is None else f'<span class="bar" style="width:{max(share, 0.0) * 120:.0f}px"></span> {share * 100:.0f}%'
+        bar = "" if share is None or not any_share else f'<span class="bar" style="width:{max(share, 0.0) * 120:.0f}px"></span> {share * 100:.0f}%'
         rows.append(
             f'<tr><td class="l">{k}</td><td>{_fmt(q.get(k))}</td><td>{_fmt(c.get(k))}</td><td class="l">{bar}</td></tr>'
         )
@@ -292,12 +294,8 @@ def is_report_file(path: str | os.PathLike[str]) -> bool:
 
 
 def write_report(path: str | os.PathLike[str], html_text: str, *, overwrite: bool = False) -> Path:
-    """Write the report atomically. An existing file is replaced only if ``overwrite`` or if it is
-    itself a kcross-metric report (so re-running a command refreshes its report but never clobbers
-    another file)."""
+    """Write the report atomically; an existing file (even an earlier report) is replaced only if
+    ``overwrite``, and the folder must exist."""
     from ..cli._common import atomic_write_text
 
-    p = Path(path)
-    if p.exists() and not p.is_dir() and not overwrite and not is_report_file(p):
-        raise OutputExistsError(f"{p} exists and is not a kcross-metric report; pass --overwrite to replace it")
-    return atomic_write_text(p, html_text, overwrite=overwrite or p.exists() and not p.is_dir())
+    return atomic_write_text(Path(path), html_text, overwrite=overwrite)
