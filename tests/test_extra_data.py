@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from kcross_metric.errors import ConfigError, FileFormatError
+from kcross_metric.errors import ConfigError, DataNotFoundError, FileFormatError
 from kcross_metric.train import data as train_data
 from kcross_metric.train import splits
 
@@ -101,7 +101,7 @@ def test_extra_root_order_and_missing_cases(extra: Path, monkeypatch: pytest.Mon
         found = train_data.available_cases(present + ("Brats18_TCIA01_378_1",))
     assert found == present
     monkeypatch.setenv(train_data.EXTRA_ENV_VAR, str(extra / "nowhere"))
-    with pytest.raises(FileFormatError, match="KCROSS_EXTRA_DIR"):
+    with pytest.raises(DataNotFoundError, match="KCROSS_EXTRA_DIR"):
         train_data.load_case("Brats18_TCIA01_201_1")
 
 

@@ -168,3 +168,18 @@ def test_segmenter_lr_schedule(tmp_path):
     assert load_config(SegmenterConfig, tmp_path / "s.yaml").lr_at(2) == pytest.approx(0.05)
     shipped = load_config(SegmenterConfig, Path(__file__).resolve().parents[1] / "src/kcross_metric/train/configs/segmenter.yaml")
     assert shipped.epochs > max(e for e, _ in shipped.lr_schedule)  # every step of the schedule is reached
+
+
+def test_cli_words_without_data(tmp_path, monkeypatch, capsys):
+    """Without data, kcross-train says what to do in flags, not Python arguments; --help is plain text."""
+    monkeypatch.setenv("KCROSS_SHARED_DIR", str(tmp_path / "nowhere"))
+    assert train_main(["segmenter", "--run", str(tmp_path / "r"), "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root DIR" in err and "root=" not in err
+    assert not (tmp_path / "r").exists()
+    assert train_main(["stage1", "--run", str(tmp_path / "r"), "--extra-root", str(tmp_path / "none")]) == 2
+    assert "--extra-root" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "``" not in help_text and "kcross-train segmenter" in help_text

@@ -24,6 +24,7 @@ __all__ = [
     "WeightsNotFoundError",
     "BackboneNotFoundError",
     "EmptyReferenceError",
+    "DataNotFoundError",
     "UntrainedWeightsError",
     "ConfigError",
     "OutputExistsError",
@@ -84,6 +85,17 @@ class ChecksumError(WeightsError):
 
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weight file could be found locally or reached remotely."""
+
+
+class DataNotFoundError(KCrossError, FileNotFoundError):
+    """Training or evaluation data (the shared data folder, the extra set) is not where it was looked for.
+
+    ``str()`` says what to do in Python terms; :attr:`cli_message` in command-line terms.
+    """
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class EmptyReferenceError(InputError):

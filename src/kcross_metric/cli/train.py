@@ -40,12 +40,38 @@ _SMOKE = {
 }
 
 
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                   help="folder holding the datasets (brats/, ixi/, ...; default: $KCROSS_SHARED_DIR/data, "
+                        "else ../shared/data)")
+    p.add_argument("--extra-root", type=Path, default=None, metavar="DIR",
+                   help="folder the extra subjects were laid out in by extra/get.sh (default: $KCROSS_EXTRA_DIR, "
+                        "else DATA_ROOT/extra); subjects not found are skipped with a warning")
+
+
+def _apply_extra_root(args: argparse.Namespace) -> None:
+    """``--extra-root`` is read wherever the extra set is (configs, case loader): via its variable."""
+    import os
+
+    from ..errors import ConfigError
+    from ..train.data import EXTRA_ENV_VAR
+
+    if getattr(args, "extra_root", None) is None:
+        return
+    if not args.extra_root.is_dir():
+        raise ConfigError(f"--extra-root {args.extra_root}: no such folder")
+    os.environ[EXTRA_ENV_VAR] = str(args.extra_root.expanduser().resolve())
+
+
 def _configs_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "train" / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kcross-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the module docstring is the help text; its reST literals read as plain `code` in a terminal
+    description = (__doc__ or "").replace("``", "`")
+    parser = argparse.ArgumentParser(prog="kcross-train", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
     for stage in ("segmenter", "stage1", "stage2"):
         p = sub.add_parser(stage, help=f"train the {stage} networks")
@@ -53,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", type=Path, required=True, help="run directory (checkpoints, logs)")
         p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run has epochs")
         p.add_argument("--smoke", action="store_true", help="a few tiny steps, to check the pipeline")
-        p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+        _data_options(p)
         p.add_argument("--debug", action="store_true")
         if stage == "stage2":
             p.add_argument("--segmenter", type=Path, default=None,
@@ -76,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run has epochs")
     p.add_argument("--smoke", action="store_true", help="a few tiny steps, to check the pipeline")
-    p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    _data_options(p)
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("synthesize", help="write every epoch's synthesized validation slices of translation runs")
     p.add_argument("--runs", type=Path, required=True, help="folder of translation run directories")
@@ -86,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("validation", "train"), default="validation",
                    help="cases to synthesize: the held-out validation cases (default) or the training cases")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
-    p.add_argument("--data-root", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    _data_options(p)
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs (or a base file and some runs)")
     for name in ("segmenter", "stage1", "stage2"):
@@ -121,6 +147,7 @@ def _body(args: argparse.Namespace) -> int:
                                 overwrite=args.overwrite)
         print(f"wrote {args.out} sha256={digest}")
         return EXIT_OK
+    _apply_extra_root(args)
     if args.stage == "synthesize":
         from ..train.translation.synthesize import write_synthesized_set
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, FileFormatError
+from ..errors import ConfigError, DataNotFoundError, FileFormatError
 from ..io import load_volume, normalize_volume
 from ..shared_data import shared_path
 from .splits import SUBJECTS, cases_for_split, subject
@@ -88,8 +88,11 @@ def data_root(root: str | Path | None = None) -> Path:
     else:
         found = shared_path("data")
         if found is None:
-            raise FileNotFoundError(
-                "the shared data folder was not found; set KCROSS_SHARED_DIR or pass root="
+            raise DataNotFoundError(
+                "the shared data folder was not found; pass root= the folder holding brats/, ixi/, ... "
+                "(or data_root= in a training config), or set KCROSS_SHARED_DIR to the folder above it",
+                cli_message="the shared data folder was not found; pass --data-root DIR (the folder holding "
+                "brats/, ixi/, ...) or set KCROSS_SHARED_DIR to the folder above it (DIR/..)",
             )
         path = found
     return path
@@ -223,9 +226,10 @@ def case_contrasts(case_id: str) -> tuple[str, ...]:
 
 def _extra_folder(case_id: str, layout: str, extra: Path | None) -> Path:
     if extra is None:
-        raise FileFormatError(
-            f"case {case_id} is in the extra set, which was not found: lay it out with "
-            f"../shared/data/extra/get.sh and set {EXTRA_ENV_VAR} to that folder (or pass extra_root=)"
+        where = f"case {case_id} is in the extra set, which was not found: lay it out with ../shared/data/extra/get.sh"
+        raise DataNotFoundError(
+            f"{where} and set {EXTRA_ENV_VAR} to that folder (or pass extra_root=)",
+            cli_message=f"{where} and pass --extra-root DIR (or set {EXTRA_ENV_VAR}=DIR)",
         )
     name = case_id.removeprefix("ljubljana_") if layout == "ms-ljubljana" else case_id
     return extra / layout / name
@@ -251,11 +255,26 @@ def case_available(case_id: str, root: str | Path | None = None, extra: str | Pa
 
 
 def available_cases(
-    cases: Sequence[str] | str, root: str | Path | None = None, extra: str | Path | None = None, *, warn: bool = True
+    cases: Sequence[str] | str, root: str | Path | None = None, extra: str | Path | None = None, *, warn: bool = True,
+    require: bool = False,
 ) -> tuple[str, ...]:
-    """The cases of ``cases`` (ids or a split name) whose files are present; a warning names the others."""
+    """The cases of ``cases`` (ids or a split name) whose files are present; a warning names the others.
+    With ``require``, none present is a :class:`DataNotFoundError` (a training run needs data)."""
     ids = cases_for_split(cases) if isinstance(cases, str) else tuple(cases)
     present = tuple(c for c in ids if case_available(c, root, extra))
+    if require and ids and not present:
+        try:
+            where = f"in {data_root(root)}"
+        except FileNotFoundError as exc:
+            raise DataNotFoundError(f"none of the {len(ids)} cases can be loaded: {exc}",
+                                    cli_message=f"none of the {len(ids)} cases can be loaded: "
+                                    f"{getattr(exc, 'cli_message', exc)}") from exc
+        raise DataNotFoundError(
+            f"none of the {len(ids)} cases ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''}) is {where}; "
+            f"pass root= the folder holding brats/, ixi/, ... or set KCROSS_SHARED_DIR, and {EXTRA_ENV_VAR} for the extra set",
+            cli_message=f"none of the {len(ids)} cases ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''}) is "
+            f"{where}; pass --data-root DIR (the folder holding brats/, ixi/, ...) and --extra-root DIR for the extra set",
+        )
     missing = [c for c in ids if c not in present]
     if missing and warn:
         warnings.warn(
@@ -290,6 +309,8 @@ def load_case(case_id: str, root: str | Path | None = None, extra: str | Path | 
             return _brats2013(base, case_id)
         if case_id.startswith("IXI"):
             return _ixi(base, case_id)
+    except DataNotFoundError:
+        raise  # a whole data folder is missing: its message says where to point
     except FileNotFoundError as exc:  # pragma: no cover - depends on the data present
         raise FileFormatError(f"case {case_id}: a file is missing: {exc}") from exc
     raise ConfigError(f"unknown case layout for {case_id!r}")

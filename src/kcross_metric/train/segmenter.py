@@ -180,7 +180,7 @@ def train_segmenter(
 ) -> LesionSegmenter:
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    cases = available_cases(cases, config.data_root, config.extra_root)
+    cases = available_cases(cases, config.data_root, config.extra_root, require=True)
     train_sets = build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root,
                               extra=config.extra_root)
     images, masks, _ = _flatten_contrasts(train_sets)

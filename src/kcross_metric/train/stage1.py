@@ -86,7 +86,7 @@ def train_stage1(
 ) -> Stage1Networks:
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    cases = available_cases(cases, config.data_root)
+    cases = available_cases(cases, config.data_root, require=True)
     sets = list(build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root).values())
     if perceptual == "lpips_vgg":
         from ..baselines.lpips import LPIPSVGG

@@ -226,7 +226,7 @@ def _training_bank(config: Stage2Config, kcross: KCross) -> FeatureBank:
     banks: list[FeatureBank] = []
     needs_cases = ((config.constructed_pairs and not config.pairs_csv) or config.n_ladders_per_family
                    or config.n_lesion_pairs_per_edit or config.n_misregistration_pairs)
-    loaded = [load_case(c, data_dir=config.data_root) for c in available_cases(TRAIN_CASES, config.data_root)] if needs_cases else []
+    loaded = [load_case(c, data_dir=config.data_root) for c in available_cases(TRAIN_CASES, config.data_root, require=True)] if needs_cases else []
     if config.pairs_csv or (config.constructed_pairs and not config.rated_csv):
         pairs = load_twoafc_set(config.pairs_csv) if config.pairs_csv else generate_pairs(
             loaded, n_pairs_per_rule=config.n_pairs_per_rule, seed=config.seed)

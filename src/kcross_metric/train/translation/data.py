@@ -70,7 +70,7 @@ def paired_slices(
         raise ConfigError(f"crop ({crop}) must be a multiple of size ({size})")
     if step < 1:
         raise ConfigError(f"step must be >= 1, got {step}")
-    cases = available_cases(split, root) if isinstance(split, str) else tuple(split)
+    cases = available_cases(split, root, require=True) if isinstance(split, str) else tuple(split)
     usable = tuple(c for c in cases if source_c in case_contrasts(c) and target_c in case_contrasts(c))
     if not usable:
         raise ConfigError(f"no case of {cases} has both {source_c} and {target_c}")
