@@ -53,9 +53,15 @@ __all__ = [
     "detect_background",
     "brain_mask",
     "normalize_volume",
+    "SITK_SUFFIXES",
+    "VOLUME_FORMATS",
 ]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: volume formats read through SimpleITK (optional extra ``kcross-metric[sitk]``); a folder is read
+#: as a DICOM series
+SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+VOLUME_FORMATS = "NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) or a DICOM series folder"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 #: A single value covering at least this fraction of voxels is treated as a constant background.
@@ -104,6 +110,69 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+
+def _sitk() -> Any:
+    try:
+        import SimpleITK as sitk  # noqa: N813 - the package's own name
+    except ImportError as exc:
+        raise FileFormatError(
+            "MetaImage, NRRD and DICOM volumes are read with SimpleITK, which is not installed: "
+            "pip install 'kcross-metric[sitk]' (or convert the volume to NIfTI)"
+        ) from exc
+    return sitk
+
+
+def _sitk_to_ras(image: Any, p: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A SimpleITK image -> (data in (i, j, k) index order, 4x4 index-to-RAS affine).
+
+    SimpleITK's physical space is LPS: ``x_lps = origin + direction @ (spacing * index)``; NIfTI's
+    is RAS, hence the sign flip of the first two world axes.
+    """
+    sitk = _sitk()
+    if image.GetDimension() != 3:
+        raise FileFormatError(f"{p} is {image.GetDimension()}-D, expected a 3-D volume")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise FileFormatError(
+            f"{p} has {image.GetNumberOfComponentsPerPixel()} components per voxel (RGB, vector or complex); "
+            "expected one real-valued channel"
+        )
+    data = sitk.GetArrayFromImage(image)  # (k, j, i)
+    if data.dtype.kind not in "biuf":
+        raise FileFormatError(f"{p} stores {data.dtype} voxels; expected real numbers")
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing[None, :]
+    lps[:3, 3] = image.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    if not np.all(np.isfinite(affine)) or np.linalg.matrix_rank(affine[:3, :3]) < 3:
+        raise FileFormatError(f"{p} has a degenerate geometry (zero spacing or collinear directions)")
+    return np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32), affine
+
+
+def _read_sitk(p: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A MetaImage/NRRD file, or the single DICOM series in folder ``p``, via SimpleITK."""
+    sitk = _sitk()
+    try:
+        if p.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(p))
+            if not series:
+                raise FileFormatError(f"{p} is a folder without a DICOM series; expected {VOLUME_FORMATS}")
+            if len(series) > 1:
+                raise FileFormatError(f"{p} holds {len(series)} DICOM series ({', '.join(series)}); "
+                                      "put each series in its own folder")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(p))
+    except FileFormatError:
+        raise
+    except RuntimeError as exc:  # SimpleITK reports every reading failure as RuntimeError
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise FileFormatError(f"{p} could not be read (truncated, corrupted or not {VOLUME_FORMATS}): {first}") from exc
+    return _sitk_to_ras(image, p)
 
 
 def _suffix(path: Path) -> str:
@@ -248,10 +317,14 @@ def _volume_from(
 
 
 def load_volume(path: str | os.PathLike[str], *, canonical: bool = True) -> Volume:
-    """Load a 3-D NIfTI volume (``.nii`` or ``.nii.gz``) as a :class:`Volume`.
+    """Load a 3-D volume as a :class:`Volume`: NIfTI (``.nii``, ``.nii.gz``, read with nibabel) or,
+    with the optional SimpleITK (``pip install 'kcross-metric[sitk]'``), MetaImage (``.mha``,
+    ``.mhd``), NRRD (``.nrrd``, ``.nhdr``) or a folder holding one DICOM series. Every format goes
+    through the same orientation handling (SimpleITK's LPS geometry is converted to RAS), so the
+    same scan stored in two formats loads to the same array and affine.
 
     Args:
-        path: the file.
+        path: the file (or DICOM folder).
         canonical: reorient to RAS+ and transpose to ``(D, H, W)`` = (S, A, R) as described in the
             module docstring. With ``False`` the array is returned in the stored voxel order.
 
@@ -260,11 +333,21 @@ def load_volume(path: str | os.PathLike[str], *, canonical: bool = True) -> Volu
 
     Raises:
         FileNotFoundError: the path does not exist.
-        FileFormatError: unreadable, truncated, not NIfTI, RGB/complex, or not 3-D.
+        FileFormatError: unreadable, truncated, not a supported format, RGB/complex, not 3-D, or
+            SimpleITK missing for a format that needs it.
         NonFiniteError: NaN or Inf voxels.
     """
-    p = _check_input_file(path)
-    data, affine, _ = _read_nifti(p)
+    p = Path(path)
+    if p.is_dir():
+        data, affine = _read_sitk(p)
+    else:
+        p = _check_input_file(p)
+        if _suffix(p) in SITK_SUFFIXES:
+            data, affine = _read_sitk(p)
+        elif _suffix(p) in _NIFTI_SUFFIXES:
+            data, affine, _ = _read_nifti(p)
+        else:
+            raise FileFormatError(f"{p}: unsupported extension {_suffix(p)!r}; expected {VOLUME_FORMATS}")
     data = _squeeze_trailing(data, keep=3)
     if data.ndim != 3:
         hint = "; use load_image for 2-D slices" if data.ndim < 3 else (

@@ -53,7 +53,8 @@ __all__ = [
     "volume_key",
 ]
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# NIfTI, then the single-file formats read through SimpleITK (DICOM folders are not paired)
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 KCROSS_COLUMNS = ("kcross", "kcross_complex", "kcross_tumor", "kcross_structure", "kcross_natural")
 _HEAD_COLUMNS = ("name", "fake", "real", "source", "mask", *KCROSS_COLUMNS, "slices_scored", "slices_total", "slices_with_lesion")
 _TAIL_COLUMNS = ("slicewise", "weights_sha256", "kcross_metric")
@@ -71,9 +72,10 @@ class VolumePair:
 
 
 def volume_key(path: Path) -> str | None:
-    """``case1.nii.gz`` / ``case1.nii`` -> ``"case1"``; ``None`` for other files."""
+    """``case1.nii.gz`` / ``case1.nii`` / ``case1.mha`` / ``case1.nrrd`` ... -> ``"case1"``; ``None``
+    for other files (a ``.mhd``/``.nhdr`` header's ``.raw`` data file is not a volume of its own)."""
     lower = path.name.lower()
-    for suffix in _NIFTI_SUFFIXES:
+    for suffix in _VOLUME_SUFFIXES:
         if lower.endswith(suffix) and len(path.name) > len(suffix):
             return path.name[: -len(suffix)]
     return None
@@ -115,9 +117,9 @@ def pair_files(
     fakes = list_volumes(fake_dir, "FAKE_DIR")
     reals = list_volumes(real_dir, "REAL_DIR")
     if not fakes:
-        raise InputError(f"FAKE_DIR {fake_dir} holds no .nii/.nii.gz files")
+        raise InputError(f"FAKE_DIR {fake_dir} holds no volume files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)")
     if not reals:
-        raise InputError(f"REAL_DIR {real_dir} holds no .nii/.nii.gz files")
+        raise InputError(f"REAL_DIR {real_dir} holds no volume files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)")
     sources = list_volumes(source_dir, "--source-dir") if source_dir is not None else None
     masks = list_volumes(mask_dir, "--mask-dir") if mask_dir is not None else None
     problems = []

@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score synthesized brain MR volumes with K-CROSS (higher is better, in [0, 1]). "
         "FAKE and REAL are two NIfTI files, or two folders whose files are paired by name.",
     )
-    p.add_argument("fake", nargs="?", type=Path, help="synthesized volume (.nii/.nii.gz), or a folder of them")
-    p.add_argument("real", nargs="?", type=Path, help="real target-modality volume (.nii/.nii.gz), or a folder")
+    p.add_argument("fake", nargs="?", type=Path,
+                   help="synthesized volume (.nii/.nii.gz; .mha/.mhd/.nrrd/.nhdr or a DICOM series folder with "
+                        "kcross-metric[sitk]), or a folder of volume files")
+    p.add_argument("real", nargs="?", type=Path, help="real target-modality volume (same formats), or a folder")
     p.add_argument("--source", type=Path, default=None, help="source-modality volume the fake was made from")
     p.add_argument("--mask", type=Path, default=None, help="lesion mask volume (overrides the segmenter)")
     p.add_argument("--resample", action="store_true", help="resample fake/source/mask onto the real volume's grid")
@@ -237,12 +239,20 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _is_dicom_series(path: Path) -> bool:
+    """A folder read as one volume (a DICOM series): it holds files, none of them a volume file."""
+    from .folder import volume_key
+
+    files = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")]
+    return bool(files) and all(volume_key(f) is None for f in files)
+
+
 def _folder_mode(args: argparse.Namespace) -> bool:
     from ..errors import ConfigError
 
     if args.fake is None or args.real is None:
         return False
-    dirs = (args.fake.is_dir(), args.real.is_dir())
+    dirs = (args.fake.is_dir() and not _is_dicom_series(args.fake), args.real.is_dir() and not _is_dicom_series(args.real))
     if dirs[0] != dirs[1]:
         raise ConfigError(
             f"FAKE and REAL must both be files or both be folders; got {args.fake} "
