@@ -275,21 +275,26 @@ def test_empty_and_constant_images_give_defined_scores(name: str, case: str) -> 
 
 @pytest.mark.parametrize("case", ["zero-zero", "zero-noise", "noise-zero"])
 def test_kcross_empty_volumes_and_gradients(case: str) -> None:
+    from kcross_metric.errors import EmptyReferenceError
+
     m = _metric("kcross")
     g = torch.Generator().manual_seed(4)
     noise = torch.rand(1, 1, 3, 32, 32, generator=g)
     zero = torch.zeros_like(noise)
     fake, real = {"zero-zero": (zero, zero), "zero-noise": (zero, noise), "noise-zero": (noise, zero)}[case]
-    res = m.score(fake, real)
-    assert torch.isfinite(res.score).all() and 0.0 <= float(res.score) <= 1.0
-    assert all(torch.isfinite(v).all() for v in res.branches.values())
-    if case == "zero-zero":
-        assert float(res.score) == pytest.approx(1.0, abs=1e-5)
-    if case == "noise-zero":  # no brain in the real volume: every slice is scored, none is NaN
-        assert bool(res.slice_used.all()) and torch.isfinite(res.slice_scores).all()
-    # gradients stay finite on empty images
+    if case == "zero-noise":
+        res = m.score(fake, real)
+        assert torch.isfinite(res.score).all() and 0.0 <= float(res.score) <= 1.0
+        assert all(torch.isfinite(v).all() for v in res.branches.values())
+    else:  # no brain in the real volume: an error naming it, never a silent score
+        with pytest.raises(EmptyReferenceError, match=r"\[0\]"):
+            m.score(fake, real)
+    # gradients stay finite on empty slices (2-D scoring has no brain-slice selection)
     fake2 = fake[:, :, 0].clone().requires_grad_(True)
-    m(fake2, real[:, :, 0]).sum().backward()
+    out = m(fake2, real[:, :, 0])
+    if case == "zero-zero":
+        assert float(out) == pytest.approx(1.0, abs=1e-5)
+    out.sum().backward()
     assert fake2.grad is not None and torch.isfinite(fake2.grad).all()
 
 
