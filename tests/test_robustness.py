@@ -345,6 +345,14 @@ def _check_properties(name: str, case: dict[str, Any]) -> None:
     m = _metric(name, case["data_range"])
     x, y = case["x"], case["y"]
     info = metric_info(name)
+    if name == "kcross" and y.dim() == 5:
+        from kcross_metric.errors import EmptyReferenceError
+
+        brain = (y.double() / float(case["data_range"]) > m.brain_threshold).flatten(3).double().mean(dim=3)
+        if not bool((brain >= m.min_brain_fraction).any(dim=-1).all()):  # a reference volume without brain
+            with pytest.raises(EmptyReferenceError):
+                m(x, y)
+            return
     with torch.no_grad():
         out, same = m(x, y), m(y, y)
     b = x.shape[0]
