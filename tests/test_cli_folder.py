@@ -303,3 +303,17 @@ def test_demo_report(weights_file, tmp_path, capsys):
     html = demo.read_text()
     assert html.count("<section") == 2 and "severe synthesis error" in html and html.count("<img ") == 2 * 6
     assert "mild" in capsys.readouterr().out
+
+
+def test_rescored_pair_drops_its_old_report_section(scored, folders, weights_file, tmp_path, capsys):
+    """A pair scored again (its CSV row gone) never keeps a section of its earlier scoring."""
+    out, _ = scored
+    copy = tmp_path / "scores.csv"
+    shutil.copytree(report_parts_dir(out), report_parts_dir(copy))
+    rows = out.read_text().splitlines()
+    copy.write_text("\n".join(rows[:-1]) + "\n")  # drop the last pair's row: it is scored again
+    before = len(list(report_parts_dir(copy).iterdir()))
+    capsys.readouterr()
+    assert main(_args(folders, copy, weights_file, "--metrics", "kcross,psnr,gmsd")) == 0  # no --report
+    assert "1 pair(s) scored" in capsys.readouterr().out
+    assert len(list(report_parts_dir(copy).iterdir())) == before - 1

@@ -132,3 +132,16 @@ def test_no_shares_when_nothing_to_share():
     assert set(ex.shares(0).values()) == {0.0}
     html = volume_section(ReportEntry("same", ex, x, x, None, {}), worst_n=1)
     assert 'class="bar"' not in html
+
+
+def test_explain_refuses_an_empty_reference_like_score():
+    from kcross_metric.errors import EmptyReferenceError
+    from kcross_metric.metric import KCross
+
+    metric = KCross.untrained(seed=0)
+    real = torch.zeros(1, 1, 4, 32, 32)
+    real[0, 0, :, 3, 3] = 1.0  # a few bright voxels: not constant, but no slice with brain
+    fake = torch.rand_like(real)
+    for call in (metric.score, metric.explain):
+        with pytest.raises(EmptyReferenceError, match="no slice with brain"):
+            call(fake, real)

@@ -97,6 +97,9 @@ class DataNotFoundError(KCrossError, FileNotFoundError):
         super().__init__(message)
         self.cli_message = cli_message or message
 
+    def __reduce__(self) -> tuple[object, ...]:  # keep cli_message through pickling (worker processes)
+        return (type(self), (str(self), self.cli_message))
+
 
 class EmptyReferenceError(InputError):
     """The real (reference) volume has no brain to compare against: constant, empty or all background."""
@@ -104,6 +107,9 @@ class EmptyReferenceError(InputError):
     def __init__(self, message: str, cli_message: str | None = None) -> None:
         super().__init__(message)
         self.cli_message = cli_message or message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.cli_message))
 
 
 class BackboneNotFoundError(WeightsNotFoundError):
@@ -114,6 +120,7 @@ class BackboneNotFoundError(WeightsNotFoundError):
 
     def __init__(self, net: str, tried: list[str], npz_name: str, checkpoint_name: str, env_var: str) -> None:
         self.net, self.tried = net, list(tried)
+        self._init_args = (net, list(tried), npz_name, checkpoint_name, env_var)
         where = (f"ImageNet {net} weights not found; tried: {'; '.join(tried)}")
         files = f"{checkpoint_name} (torchvision) or {npz_name}"
         super().__init__(
@@ -127,6 +134,9 @@ class BackboneNotFoundError(WeightsNotFoundError):
             f"to the torch hub cache, found automatically afterwards), or pass --imagenet-dir DIR (or "
             f"set {env_var}=DIR) with DIR holding {files}."
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), self._init_args)
 
 
 class UntrainedWeightsError(WeightsError):

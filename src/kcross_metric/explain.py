@@ -33,7 +33,7 @@ from .kspace import fft2c
 if TYPE_CHECKING:  # pragma: no cover
     from .metric import KCross
 
-__all__ = ["BRANCHES", "KSPACE_ERROR_EPS", "KCrossExplanation", "explain"]
+__all__ = ["BRANCHES", "KSPACE_ERROR_EPS", "KCrossExplanation", "explain", "MIN_SHARE_TOTAL"]
 
 #: contributions (-log q, summed over the three branches) below which no shares are given: the
 #: scores display as 1.0000 and every branch is at 0.0000
@@ -109,15 +109,6 @@ class KCrossExplanation:
         return [int(i) for i in idx[order][:n]]
 
 
-def _brain_slices(metric: KCross, real01: torch.Tensor) -> torch.Tensor:
-    """(B,D) bool: the slices :meth:`KCross.score` scores (same rule as ``KCross._score_volume``)."""
-    b, _, d = real01.shape[:3]
-    frac = (real01 > metric.brain_threshold).flatten(3).float().mean(dim=3).view(b, d)
-    used = frac >= metric.min_brain_fraction
-    used[~used.any(dim=1)] = True  # a volume without brain slices is scored on all slices
-    return used
-
-
 def explain(
     metric: KCross,
     fake: torch.Tensor,
@@ -153,7 +144,7 @@ def explain(
 
     with torch.no_grad():
         f01, r01 = metric._to_unit(fv), metric._to_unit(rv)
-        used = torch.ones(b, d, dtype=torch.bool, device=fv.device) if slices_in else _brain_slices(metric, r01)
+        used = torch.ones(b, d, dtype=torch.bool, device=fv.device) if slices_in else metric.brain_slices(r01)
         idx = used.flatten().nonzero().squeeze(1)
         res = metric.score(
             to_slices(fake)[idx],

@@ -462,6 +462,29 @@ class KCross(nn.Module):
         rng = intensity_range(self.data_range)
         return (rng.to_internal(t.float()) * (1.0 / rng.compute_range)).clamp(0.0, 1.0)
 
+    def brain_slices(self, real01: torch.Tensor) -> torch.Tensor:
+        """(B, D) bool: the axial slices of real volumes (B,1,D,H,W) in [0, 1] that are scored: at
+        least ``min_brain_fraction`` of their pixels above ``brain_threshold``.
+
+        Raises:
+            EmptyReferenceError: a volume has no such slice (empty or all-background reference).
+        """
+        b, d = real01.shape[0], real01.shape[2]
+        with torch.no_grad():
+            fraction = (real01 > self.brain_threshold).flatten(3).float().mean(dim=3).view(b, d)
+            used = fraction >= self.min_brain_fraction
+        empty = (~used.any(dim=1)).nonzero().flatten().tolist()
+        if empty:
+            rule = (f"no slice with brain (at least {self.min_brain_fraction:g} of the pixels above "
+                    f"{self.brain_threshold:g} of the range): an empty or all-background reference cannot "
+                    "be scored against")
+            raise EmptyReferenceError(
+                f"real volume(s) {empty} of the batch have {rule}; check the data, or lower "
+                "KCross(min_brain_fraction=..., brain_threshold=...) for very dark images",
+                cli_message=f"the real volume has {rule}; check the file",
+            )
+        return used
+
     def _score_volume(
         self,
         fake: torch.Tensor,
@@ -476,19 +499,7 @@ class KCross(nn.Module):
             return None if t is None else t.permute(0, 2, 1, 3, 4).reshape(b * d, 1, h, w)
 
         f, r, s, m = to_slices(fake), to_slices(real), to_slices(source), to_slices(mask)
-        with torch.no_grad():
-            brain_fraction = (r > self.brain_threshold).flatten(1).float().mean(dim=1).view(b, d)
-            used = brain_fraction >= self.min_brain_fraction
-        empty = (~used.any(dim=1)).nonzero().flatten().tolist()
-        if empty:
-            what = (f"real volume(s) {empty} of the batch have no slice with brain (at least "
-                    f"{self.min_brain_fraction:g} of the pixels above {self.brain_threshold:g} of the range): an "
-                    "empty or all-background reference cannot be scored against")
-            raise EmptyReferenceError(
-                f"{what}; check the data, or lower KCross(min_brain_fraction=..., brain_threshold=...) for "
-                "very dark images",
-                cli_message=f"{what.replace('volume(s) [0] of the batch have', 'volume has')}; check the file",
-            )
+        used = self.brain_slices(real)
         idx = used.flatten().nonzero().squeeze(1)
         out = self._score_in_chunks(
             f[idx], r[idx], s[idx] if s is not None else None, m[idx] if m is not None else None

@@ -124,6 +124,21 @@ def test_unreachable_server_is_a_clear_error(server, monkeypatch: pytest.MonkeyP
     srv.files.clear()  # 404
     with pytest.raises(BackboneNotFoundError, match="cannot download .*404"):
         LPIPSAlex()
+    monkeypatch.setenv(B.URL_ENV_VAR, "not a url")  # a malformed mirror is a clear error too
+    with pytest.raises(BackboneNotFoundError, match="cannot download"):
+        LPIPSAlex()
+
+
+def test_errors_survive_pickling() -> None:
+    """Raised in a worker process (DataLoader, DDP), the errors keep their CLI wording."""
+    import pickle
+
+    from kcross_metric.errors import DataNotFoundError, EmptyReferenceError
+
+    for exc in (BackboneNotFoundError("alex", ["here"], "a.npz", "a.pth", "VAR"), DataNotFoundError("py", "cli"),
+                EmptyReferenceError("py", "cli")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.cli_message == exc.cli_message
 
 
 def test_fetch_to_a_folder_then_offline_use(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -133,6 +148,11 @@ def test_fetch_to_a_folder_then_offline_use(server, tmp_path: Path, monkeypatch:
     paths = fetch_backbones(("alex",), folder=folder)
     assert paths["alex"].parent == folder and not cached.exists()
     assert fetch_backbones(("alex",), folder=folder) == paths and len(srv.requests) == 1  # kept, not re-fetched
+    good = paths["alex"].read_bytes()
+    paths["alex"].write_bytes(good[:-10] + b"0123456789")  # corrupted: fetched again, with a warning
+    with pytest.warns(UserWarning, match="fetching it again"):
+        fetch_backbones(("alex",), folder=folder)
+    assert paths["alex"].read_bytes() == good and len(srv.requests) == 2
     monkeypatch.setenv(B.OFFLINE_ENV_VAR, "1")
     monkeypatch.setenv(B.ENV_VAR, str(folder))
     torch.testing.assert_close(LPIPSAlex().backbone.state_dict()["features.0.weight"], state["features.0.weight"])
@@ -145,6 +165,11 @@ def test_cli_fetch_and_cli_words(server, tmp_path: Path, monkeypatch: pytest.Mon
     srv, _, _ = server
     monkeypatch.setitem(B.TORCHVISION_CHECKPOINTS, "vgg", ("vgg-missing-12345678.pth", "12345678"))
     folder = tmp_path / "fetched"
+    assert score_main(["--fetch-backbones", "--imagenet-dir", str(folder)]) == 2  # folders are not created
+    assert "no such folder" in capsys.readouterr().err and not folder.exists()
+    assert score_main(["--fetch-backbones", "--metrics", "lpips_alex"]) == 2  # fetching is all it does
+    assert "separate command" in capsys.readouterr().err
+    folder.mkdir()
     assert score_main(["--fetch-backbones", "--imagenet-dir", str(folder)]) == 2  # vgg is not served
     err = capsys.readouterr().err
     assert "cannot download" in err

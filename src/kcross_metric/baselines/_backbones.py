@@ -28,6 +28,7 @@ both must hold exactly the expected keys and shapes. An ``.npz`` is checked agai
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import warnings
@@ -254,13 +255,18 @@ def _read_npz(path: Path, required: Mapping[str, tuple[int, ...]],
 
 def offline() -> bool:
     """True when ``$KCROSS_OFFLINE`` forbids downloads."""
-    return os.environ.get(OFFLINE_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+    from ..weights import _env_true
+
+    return _env_true(OFFLINE_ENV_VAR)
 
 
 def _bundled_heads() -> dict[str, torch.Tensor]:
-    from ..weights import load_safetensors, resolve_weights
+    """The package's own file, checked against the package's SHA256SUMS ($KCROSS_WEIGHTS_DIR, which
+    is about K-CROSS weights, does not replace it)."""
+    from ..weights import bundled_dir, load_safetensors, read_checksums
 
-    return load_safetensors(resolve_weights(None, filename=HEADS_FILE))
+    path = bundled_dir() / HEADS_FILE
+    return load_safetensors(path, expected_sha256=read_checksums(bundled_dir() / "SHA256SUMS")[HEADS_FILE])
 
 
 def _lpips_heads(net: str) -> dict[str, torch.Tensor]:
@@ -361,8 +367,10 @@ def _download(net: str, folder: Path) -> Path:
         _atomic_write(target, write)
     except ChecksumError:
         raise
-    except OSError as exc:  # URLError, HTTPError, timeouts, disk errors
-        raise WeightsNotFoundError(f"cannot download {url}: {exc}") from exc
+    # URLError/HTTPError/timeouts/disk errors (OSError), cut or garbled responses (HTTPException),
+    # a malformed $KCROSS_IMAGENET_URL (ValueError)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise WeightsNotFoundError(f"cannot download {url}: {type(exc).__name__}: {exc}") from exc
     return target
 
 
@@ -409,13 +417,23 @@ def fetch_backbones(nets: tuple[str, ...] = ("alex", "vgg"), folder: str | os.Pa
     ``weights_path=`` or ``$KCROSS_IMAGENET_DIR``). Files already there are kept, not re-downloaded.
     Returns net -> file."""
     out: dict[str, Path] = {}
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise ConfigError(f"folder {folder} does not exist (create it first)")
     for net in nets:
         if net not in _FILES:
             raise ConfigError(f"net must be 'alex' or 'vgg', got {net!r}")
         target_dir = _hub_checkpoint_path(net).parent if folder is None else Path(folder).expanduser()
-        target = target_dir / TORCHVISION_CHECKPOINTS[net][0]
-        out[net] = target if target.is_file() else _download(net, target_dir)
-        _read_checkpoint(out[net], net)  # a kept file must be usable too
+        name, prefix = TORCHVISION_CHECKPOINTS[net]
+        target = target_dir / name
+        if target.is_file() and not _sha256(target).startswith(prefix):
+            warnings.warn(f"{target} does not have the published hash prefix {prefix}: fetching it again",
+                          stacklevel=2)
+            target.unlink()
+        if not target.is_file():
+            target_dir.mkdir(parents=folder is None, exist_ok=True)  # the hub cache is ours to create
+            _download(net, target_dir)
+        _read_checkpoint(target, net)
+        out[net] = target
     return out
 
 

@@ -3,8 +3,8 @@
     kcross-score FAKE_DIR REAL_DIR [--source-dir DIR] [--mask-dir DIR] --out scores.csv
                  [--metrics kcross,ssim,psnr,...] [--per-slice] [--report report.html]
 
-* Files are paired by name: ``FAKE_DIR/case1.nii.gz`` with ``REAL_DIR/case1.nii.gz`` (``.nii`` and
-  ``.nii.gz`` are interchangeable). Any file without a partner is an error that lists them all.
+* Files are paired by name: ``FAKE_DIR/case1.nii.gz`` with ``REAL_DIR/case1.nii.gz`` (the suffix
+  may differ: ``.nii``, ``.nii.gz``, and with SimpleITK ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``). Any file without a partner is an error that lists them all.
 * Every pair is loaded and normalized like a single ``kcross-score`` call, scored with K-CROSS and
   with the registry baselines named in ``--metrics`` on the same normalized volumes in [0, 1]:
   metrics whose :class:`~kcross_metric.registry.MetricInfo` ``supports_3d`` (MAE, PSNR, SSIM,
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, EmptyReferenceError, InputError
+from ..io import SITK_SUFFIXES
 
 __all__ = [
     "BaselineSet",
@@ -53,8 +54,9 @@ __all__ = [
     "volume_key",
 ]
 
-# NIfTI, then the single-file formats read through SimpleITK (DICOM folders are not paired)
-_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+# NIfTI (longest suffix first), then the single-file formats read through SimpleITK (DICOM
+# folders are not paired)
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", *SITK_SUFFIXES)
 KCROSS_COLUMNS = ("kcross", "kcross_complex", "kcross_tumor", "kcross_structure", "kcross_natural")
 _HEAD_COLUMNS = ("name", "fake", "real", "source", "mask", *KCROSS_COLUMNS, "slices_scored", "slices_total", "slices_with_lesion")
 _TAIL_COLUMNS = ("slicewise", "weights_sha256", "kcross_metric")
@@ -82,7 +84,7 @@ def volume_key(path: Path) -> str | None:
 
 
 def list_volumes(directory: Path, what: str) -> dict[str, Path]:
-    """Name key -> NIfTI file in ``directory`` (not recursive; hidden files are ignored)."""
+    """Name key -> volume file in ``directory`` (not recursive; hidden files are ignored)."""
     d = Path(directory)
     if not d.exists():
         raise FileNotFoundError(f"{what} directory not found: {d}")
@@ -108,7 +110,7 @@ def _listing(names: Iterable[str], limit: int = 20) -> str:
 def pair_files(
     fake_dir: Path, real_dir: Path, source_dir: Path | None = None, mask_dir: Path | None = None
 ) -> list[VolumePair]:
-    """Pair the NIfTI files of the folders by name, sorted by name.
+    """Pair the volume files of the folders by name, sorted by name.
 
     Raises:
         InputError: a folder holds no NIfTI file, or some files have no partner (all of them are
@@ -117,9 +119,9 @@ def pair_files(
     fakes = list_volumes(fake_dir, "FAKE_DIR")
     reals = list_volumes(real_dir, "REAL_DIR")
     if not fakes:
-        raise InputError(f"FAKE_DIR {fake_dir} holds no volume files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)")
+        raise InputError(f"FAKE_DIR {fake_dir} holds no volume files ({', '.join(_VOLUME_SUFFIXES)})")
     if not reals:
-        raise InputError(f"REAL_DIR {real_dir} holds no volume files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)")
+        raise InputError(f"REAL_DIR {real_dir} holds no volume files ({', '.join(_VOLUME_SUFFIXES)})")
     sources = list_volumes(source_dir, "--source-dir") if source_dir is not None else None
     masks = list_volumes(mask_dir, "--mask-dir") if mask_dir is not None else None
     problems = []
@@ -140,7 +142,7 @@ def pair_files(
                 problems.append(f"{len(missing)} pair(s) have no file in {label} {folder}: {_listing(fakes[n].name for n in missing)}")
     if problems:
         raise InputError(
-            "cannot pair the input folders by file name (NAME.nii.gz or NAME.nii in each folder): " + "; ".join(problems)
+            "cannot pair the input folders by file name (NAME.nii.gz, NAME.nii, NAME.mha, ... in each folder): " + "; ".join(problems)
         )
     return [
         VolumePair(
@@ -427,9 +429,20 @@ def report_parts_dir(csv_path: Path) -> Path:
     return csv_path.parent / f".{csv_path.name}.report"
 
 
+def _pair_hash(name: str) -> str:
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:20]
+
+
 def _fragment_path(parts: Path, name: str, worst_n: int) -> Path:
     # the section depends on the pair and on how many worst slices it shows
-    return parts / f"{hashlib.sha1(name.encode('utf-8')).hexdigest()[:20]}-w{worst_n}.html"
+    return parts / f"{_pair_hash(name)}-w{worst_n}.html"
+
+
+def _drop_fragments(parts: Path, name: str) -> None:
+    """Remove every kept section of a pair (any ``--report-slices``): it is being scored again."""
+    if parts.is_dir():
+        for old in parts.glob(f"{_pair_hash(name)}-w*.html"):
+            old.unlink(missing_ok=True)
 
 
 def run_folder(args: Any) -> int:
@@ -484,7 +497,7 @@ def run_folder(args: Any) -> int:
     main_csv.start()
 
     parts = report_parts_dir(main_csv.path)
-    if args.overwrite and parts.exists():  # a fresh CSV: sections of the old one are stale
+    if (args.overwrite or not rows) and parts.exists():  # a fresh CSV: sections of an old one are stale
         shutil.rmtree(parts)
     if report is None:
         parts_or_none = None
@@ -495,10 +508,14 @@ def run_folder(args: Any) -> int:
     worst_n = args.report_slices
 
     def score_pair(pair: VolumePair) -> tuple[dict[str, Any], Any]:
-        inputs = load_inputs(pair.fake, pair.real, pair.source, pair.mask, resample=args.resample, device=args.device)
-        with torch.no_grad():
-            args_ = (inputs["fake"], inputs["real"], inputs.get("source"), inputs.get("mask"))
-            res = metric.explain(*args_) if need_explain else metric.score(*args_)
+        try:
+            inputs = load_inputs(pair.fake, pair.real, pair.source, pair.mask, resample=args.resample, device=args.device)
+            with torch.no_grad():
+                args_ = (inputs["fake"], inputs["real"], inputs.get("source"), inputs.get("mask"))
+                res = metric.explain(*args_) if need_explain else metric.score(*args_)
+        except EmptyReferenceError as exc:  # name the pair: the run stops at it
+            raise EmptyReferenceError(f"pair {pair.name!r} ({pair.real}): {exc}",
+                                      cli_message=f"pair {pair.name!r} ({pair.real}): {exc.cli_message}") from exc
         return inputs, res
 
     def write_fragment(pair: VolumePair, inputs: Mapping[str, Any], res: Any, values: Mapping[str, float]) -> None:
@@ -514,6 +531,7 @@ def run_folder(args: Any) -> int:
         with progress(len(pairs), "kcross-score", initial=len(pairs) - len(todo)) as bar:
             for pair in todo:
                 inputs, res = score_pair(pair)
+                _drop_fragments(parts, pair.name)  # sections of an earlier scoring of this pair are stale
                 used = res.slice_used[0]
                 bvals = baselines(inputs["fake"], inputs["real"], used)
                 values = bvals.volume

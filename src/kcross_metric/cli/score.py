@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kcross-score",
         description="Score synthesized brain MR volumes with K-CROSS (higher is better, in [0, 1]). "
-        "FAKE and REAL are two NIfTI files, or two folders whose files are paired by name.",
+        "FAKE and REAL are two volumes (NIfTI; MetaImage, NRRD or DICOM series folders with "
+        "kcross-metric[sitk]), or two folders whose volume files are paired by name.",
     )
     p.add_argument("fake", nargs="?", type=Path,
                    help="synthesized volume (.nii/.nii.gz; .mha/.mhd/.nrrd/.nhdr or a DICOM series folder with "
@@ -254,18 +255,25 @@ def _folder_mode(args: argparse.Namespace) -> bool:
         return False
     dirs = (args.fake.is_dir() and not _is_dicom_series(args.fake), args.real.is_dir() and not _is_dicom_series(args.real))
     if dirs[0] != dirs[1]:
+        def kind(path: Path, is_folder: bool) -> str:
+            return "folder of volumes" if is_folder else ("DICOM series" if path.is_dir() else "file")
+
         raise ConfigError(
-            f"FAKE and REAL must both be files or both be folders; got {args.fake} "
-            f"({'folder' if dirs[0] else 'file'}) and {args.real} ({'folder' if dirs[1] else 'file'})"
+            f"FAKE and REAL must both be volumes (files or DICOM series) or both be folders of volumes; got "
+            f"{args.fake} ({kind(args.fake, dirs[0])}) and {args.real} ({kind(args.real, dirs[1])})"
         )
     return dirs[0]
 
 
 def _fetch_backbones(args: argparse.Namespace) -> int:
     from ..baselines import fetch_backbones
+    from ..errors import ConfigError
 
-    if args.imagenet_dir is not None:
-        args.imagenet_dir.mkdir(parents=True, exist_ok=True)
+    if args.fake is not None or args.real is not None or args.demo or args.metrics:
+        raise ConfigError("--fetch-backbones only downloads (into the torch hub cache or --imagenet-dir DIR); "
+                          "run scoring as a separate command")
+    if args.imagenet_dir is not None and not args.imagenet_dir.is_dir():
+        raise ConfigError(f"--imagenet-dir {args.imagenet_dir}: no such folder (create it first)")
     for net, path in fetch_backbones(folder=args.imagenet_dir).items():
         print(f"{net}: {path}")
     if args.imagenet_dir is not None:

@@ -50,7 +50,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _apply_extra_root(args: argparse.Namespace) -> None:
-    """``--extra-root`` is read wherever the extra set is (configs, case loader): via its variable."""
+    """``--extra-root`` for the case loader of every stage, via its variable (configs with an
+    ``extra_root`` field get it as an override too, so the run's saved config records it)."""
     import os
 
     from ..errors import ConfigError
@@ -175,6 +176,8 @@ def _body(args: argparse.Namespace) -> int:
     overrides = dict(_SMOKE[args.stage]) if args.smoke else {}
     if args.data_root is not None:
         overrides["data_root"] = str(args.data_root)
+    if args.extra_root is not None and args.stage == "segmenter":
+        overrides["extra_root"] = str(args.extra_root.expanduser().resolve())
     if args.stage == "stage2":
         overrides.update(pairs_csv=str(args.pairs) if args.pairs else None, rated_csv=str(args.rated) if args.rated else None)
         if args.add_pairs:

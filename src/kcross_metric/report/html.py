@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..explain import MIN_SHARE_TOTAL
 from .png import colormap_rgb, gray_rgb, overlay_mask, png_data_uri, to_display
 from .svg import slice_score_plot
 
@@ -65,7 +66,7 @@ _BRANCH_NOTE = (
     "default product rule, complex + natural contributions = -log(score) exactly. Tumor and structure "
     "split the natural part approximately (each is the natural score network with the other branch's "
     "input zeroed); 'share' is each of complex, tumor, structure as a fraction of their sum (left blank when "
-    "that sum is below 1e-4, i.e. nothing to share out)."
+    f"that sum is below {MIN_SHARE_TOTAL:g}, i.e. nothing to share out)."
 )
 
 

@@ -181,6 +181,8 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     for key in ("slice_range", "val_slice_range", "betas", "channels"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
+    if "lr_schedule" in values and values["lr_schedule"] is None:
+        values["lr_schedule"] = []
     if isinstance(values.get("lr_schedule"), list):
         values["lr_schedule"] = [tuple(entry) if isinstance(entry, (list, tuple)) else entry
                                  for entry in values["lr_schedule"]]
