@@ -189,3 +189,25 @@ def test_dists_alpha_beta_ship_in_the_package(server, monkeypatch: pytest.Monkey
         DISTS()
     ab = B.load_dists_state()
     assert ab["alpha"].shape == (1, sum(B.DISTS_CHANNELS), 1, 1) and bool((ab["alpha"] >= 0).all())
+
+
+def test_kcross_score_metrics_first_use_then_offline(server, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """`kcross-score --metrics lpips_alex,dists` on a machine with internet: both backbones are
+    fetched on first use; afterwards it runs offline from the cache, with no request."""
+    srv, _, cached = server
+    torch.manual_seed(1)
+    vgg = {f"features.{k}": v.clone() for k, v in B.vgg16_features().state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(vgg, buf)
+    prefix = hashlib.sha256(buf.getvalue()).hexdigest()[:8]
+    name = f"vgg16-test-{prefix}.pth"
+    monkeypatch.setitem(B.TORCHVISION_CHECKPOINTS, "vgg", (name, prefix))
+    srv.files[f"/models/{name}"] = buf.getvalue()
+    assert score_main(["--demo", "--metrics", "lpips_alex,dists"]) == 0
+    first = capsys.readouterr().out
+    assert "lpips_alex" in first and "dists" in first
+    assert sorted(srv.requests) == sorted([f"/models/{cached.name}", f"/models/{name}"])
+    monkeypatch.setenv(B.OFFLINE_ENV_VAR, "1")
+    assert score_main(["--demo", "--metrics", "lpips_alex,dists"]) == 0
+    assert capsys.readouterr().out == first and len(srv.requests) == 2
