@@ -256,7 +256,7 @@ def test_kcross_volumes_with_a_signed_range() -> None:
         (2.0, "signed", r"values look like \[-1, 1\]: pass data_range=\(-1, 1\)"),  # the second try
         ((-1, 1), "8bit", r"values look like \[0, 255\]: pass data_range=255\.0"),
         (1.0, "overshoot", r"values slightly overshoot \[0, 1\].*clamp\(0, 1\).*data_range="),
-        (1.0, "zscore", r"pass data_range= matching your intensity scale: a number R for \[0, R\] or a pair"),
+        (1.0, "zscore", r"pass data_range= \(kcross-eval: --data-range\) matching your intensity scale"),
     ],
 )
 def test_range_error_names_what_works(name: str, data_range: object, scale: str, hint: str) -> None:

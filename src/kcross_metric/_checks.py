@@ -161,8 +161,9 @@ def _range_hint(lo: float, hi: float, expected: IntensityRange, name: str = "x")
             f"images really take"
         )
     return (
-        "pass data_range= matching your intensity scale: a number R for [0, R] or a pair (low, high), "
-        "the fixed range your images can take (not this batch's min and max), or rescale the input"
+        "pass data_range= (kcross-eval: --data-range) matching your intensity scale: a number R for [0, R] "
+        "or a pair (low, high), the fixed range your images can take (not this batch's min and max), or "
+        "rescale the input"
     )
 
 

@@ -416,7 +416,7 @@ def save_safetensors(
     if path.suffix.lower() != SAFETENSORS_SUFFIX:
         raise ConfigError(f"weight files must be written as '{SAFETENSORS_SUFFIX}', got {str(path)!r}")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{str(path)!r} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if not tensors:
         raise ConfigError("refusing to write an empty weight file: 'tensors' is empty")
     meta: dict[str, str] | None = None
