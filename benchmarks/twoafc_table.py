@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     pairs = load_twoafc_set(args.pairs)
     cache_dir = None if args.no_cache else (args.cache_dir or args.pairs.parent)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)  # this script's own cache folder
     pair_ids = [q.pair_id for q in pairs]
     digests = [pair_digest(q) for q in pairs]
     ref = torch.cat([q.reference for q in pairs])
