@@ -277,7 +277,7 @@ def test_folder_mode_option_errors(folders, weights_file, tmp_path, capsys, extr
 
 def test_mixing_file_and_folder_or_missing_out(folders, weights_file, tmp_path, capsys):
     assert main([str(folders / "fake"), str(folders / "real" / "case1.nii"), "--weights", str(weights_file)]) == 2
-    assert "both be files or both be folders" in capsys.readouterr().err
+    assert "or both be folders of volumes" in capsys.readouterr().err
     assert main([str(folders / "fake"), str(folders / "real"), "--weights", str(weights_file)]) == 2
     assert "--out" in capsys.readouterr().err
     assert main([str(folders / "fake" / "case0.nii.gz"), str(folders / "real" / "case0.nii.gz"),
