@@ -268,7 +268,7 @@ def test_twoafc_table_end_to_end_uses_cache(tmp_path: Path, capsys: pytest.Captu
     assert T.main([str(csv_path), "--out", str(out2), *args]) == 0
     second = capsys.readouterr().out
     assert "kcross: 0 pairs computed, 4 from cache" in second and "mae: 0 pairs computed" in second
-    t1, t2 = out1.read_text(), out2.read_text()
+    t1, t2 = out1.read_text(encoding="utf-8"), out2.read_text(encoding="utf-8")
     body = lambda t: t.split("\n\n", 1)[1]
     assert body(t1) == body(t2)
     assert "| psnr | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in t1

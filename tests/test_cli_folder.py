@@ -147,7 +147,7 @@ def test_per_slice_rows(scored):
 
 def test_report_written_and_sections_kept_beside_the_csv(scored):
     out, report = scored
-    html = report.read_text()
+    html = report.read_text(encoding="utf-8")
     assert "case0" in html and "case1" in html
     assert html.count("<img ") == 2 * 3 * 6  # 2 volumes x 3 worst slices x 6 images
     assert "gmsd (mean of scored slices)" in html and "psnr (3-D)" in html
@@ -156,18 +156,18 @@ def test_report_written_and_sections_kept_beside_the_csv(scored):
 
 def test_finished_run_rebuilds_report_without_scoring(scored, folders, weights_file, tmp_path, monkeypatch, capsys):
     out, report = scored
-    before = report.read_text()
+    before = report.read_text(encoding="utf-8")
     monkeypatch.setattr(KCross, "explain", lambda *a, **k: pytest.fail("must not score again"))
     monkeypatch.setattr(KCross, "score", lambda *a, **k: pytest.fail("must not score again"))
     capsys.readouterr()
     args = _args(folders, out, weights_file, "--metrics", "kcross,psnr,gmsd", "--per-slice", "--report", str(report))
     assert main(args) == 2  # the report exists: never replaced without --overwrite
-    assert "--report" in capsys.readouterr().err and report.read_text() == before
+    assert "--report" in capsys.readouterr().err and report.read_text(encoding="utf-8") == before
     again = out.parent / "again.html"
     args[args.index(str(report))] = str(again)
     assert main(args) == 0
     assert "0 pair(s) scored, 2 already" in capsys.readouterr().out
-    rebuilt = again.read_text()
+    rebuilt = again.read_text(encoding="utf-8")
     assert rebuilt.count("<img ") == before.count("<img ") and rebuilt.count("case1") == before.count("case1")
 
 
@@ -197,7 +197,7 @@ def test_interrupted_run_resumes_without_redoing_pairs(folders, weights_file, tm
 
     monkeypatch.setattr(folder_mod.BaselineSet, "__call__", interrupt_second)
     assert main(args) == 130
-    first = out.read_text()
+    first = out.read_text(encoding="utf-8")
     assert [r["name"] for r in _rows(out)] == ["case0"]
     assert len(list(report_parts_dir(out).iterdir())) == 1  # case0's report section is kept
     monkeypatch.setattr(folder_mod.BaselineSet, "__call__", real_call)
@@ -210,16 +210,16 @@ def test_interrupted_run_resumes_without_redoing_pairs(folders, weights_file, tm
     assert main(args) == 0
     assert "1 pair(s) scored, 1 already" in capsys.readouterr().out
     assert len(explained) == 1  # case0 was neither rescored nor re-explained for the report
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     assert text.startswith(first) and [r["name"] for r in _rows(out)] == ["case0", "case1"]
     assert "half-written" not in text
-    assert "case1" in report.read_text()
+    assert "case1" in report.read_text(encoding="utf-8")
 
 
 def test_refuses_other_settings_and_overwrite_starts_fresh(scored, folders, weights_file, other_weights, tmp_path, capsys):
     out = tmp_path / "scores.csv"
     shutil.copy(scored[0], out)
-    before = out.read_text()
+    before = out.read_text(encoding="utf-8")
     cases = [
         (_args(folders, out, weights_file, "--metrics", "kcross,psnr"), "--metrics kcross,psnr,gmsd"),
         (_args(folders, out, other_weights, "--metrics", "psnr,gmsd"), "other K-CROSS weights"),
@@ -232,7 +232,7 @@ def test_refuses_other_settings_and_overwrite_starts_fresh(scored, folders, weig
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith("kcross-score: error:") and expected in err and "--overwrite" in err
-        assert out.read_text() == before
+        assert out.read_text(encoding="utf-8") == before
     # --overwrite starts afresh; 3-D SSIM needs 11 slices, so these 5-slice volumes get the slice mean
     assert main(_args(folders, out, weights_file, "--metrics", "ssim", "--overwrite")) == 0
     captured = capsys.readouterr()
@@ -293,14 +293,14 @@ def test_single_file_report_and_metrics(folders, weights_file, tmp_path, capsys)
     res = json.loads(capsys.readouterr().out)
     x = load_inputs(folders / "fake" / "case0.nii.gz", folders / "real" / "case0.nii.gz")
     assert res["metrics"]["mae"] == pytest.approx(float((x["fake"] - x["real"]).abs().mean()), rel=1e-5)
-    assert "case0.nii.gz" in report.read_text() and report.read_text().count("<img ") == 3 * 5  # no source
+    assert "case0.nii.gz" in report.read_text(encoding="utf-8") and report.read_text(encoding="utf-8").count("<img ") == 3 * 5  # no source
 
 
 @pytest.mark.slow
 def test_demo_report(weights_file, tmp_path, capsys):
     demo = tmp_path / "demo.html"
     assert main(["--demo", "--weights", str(weights_file), "--report", str(demo), "--report-slices", "1"]) == 0
-    html = demo.read_text()
+    html = demo.read_text(encoding="utf-8")
     assert html.count("<section") == 2 and "severe synthesis error" in html and html.count("<img ") == 2 * 6
     assert "mild" in capsys.readouterr().out
 
@@ -310,7 +310,7 @@ def test_rescored_pair_drops_its_old_report_section(scored, folders, weights_fil
     out, _ = scored
     copy = tmp_path / "scores.csv"
     shutil.copytree(report_parts_dir(out), report_parts_dir(copy))
-    rows = out.read_text().splitlines()
+    rows = out.read_text(encoding="utf-8").splitlines()
     copy.write_text("\n".join(rows[:-1]) + "\n")  # drop the last pair's row: it is scored again
     before = len(list(report_parts_dir(copy).iterdir()))
     capsys.readouterr()

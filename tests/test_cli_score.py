@@ -92,9 +92,9 @@ def test_out_file_never_overwritten_without_flag(volumes, weights_file, tmp_path
     out.write_text("keep me")
     args = [str(volumes["fake"]), str(volumes["real"]), "--weights", str(weights_file), "--out", str(out)]
     assert main(args) == 2
-    assert out.read_text() == "keep me"
+    assert out.read_text(encoding="utf-8") == "keep me"
     assert main(args + ["--overwrite"]) == 0
-    assert json.loads(out.read_text())["kcross"] >= 0.0
+    assert json.loads(out.read_text(encoding="utf-8"))["kcross"] >= 0.0
     assert not list(tmp_path.glob("*.tmp"))
 
 

@@ -128,6 +128,6 @@ def test_real_extra_set_loads_every_layout():
 
 
 def test_subjects_page_lists_every_subject_with_its_split():
-    page = (Path(__file__).resolve().parents[1] / "docs" / "datasets" / "subjects.md").read_text()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "datasets" / "subjects.md").read_text(encoding="utf-8")
     for case, s in splits.SUBJECTS.items():
         assert f"| `{case}` | {s.split} | {s.layout} |" in page, case

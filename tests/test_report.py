@@ -132,13 +132,13 @@ def test_write_report_never_replaces_without_overwrite(report_html, tmp_path):
     foreign.write_text("<html>mine</html>")
     with pytest.raises(OutputExistsError):
         write_report(foreign, report_html)
-    assert foreign.read_text() == "<html>mine</html>"
+    assert foreign.read_text(encoding="utf-8") == "<html>mine</html>"
     own = write_report(tmp_path / "r.html", report_html)
     assert is_report_file(own)
     with pytest.raises(OutputExistsError):  # not even an earlier report
         write_report(own, report_html.replace("K-CROSS report", "again"))
     write_report(own, report_html.replace("K-CROSS report", "again"), overwrite=True)
-    assert "again" in own.read_text()
+    assert "again" in own.read_text(encoding="utf-8")
     write_report(foreign, report_html, overwrite=True)
     assert is_report_file(foreign)
     with pytest.raises(ConfigError, match="does not exist"):

@@ -611,13 +611,13 @@ def test_cli_score_interrupted_write_leaves_target_untouched(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert _listing(tmp_path) == before  # no temp file left, nothing new
-    assert (out.read_text() == "previous result") if existing else not out.exists()
+    assert (out.read_text(encoding="utf-8") == "previous result") if existing else not out.exists()
     if failure is KeyboardInterrupt:
         return
     monkeypatch.undo()  # the same command then succeeds
     assert main([str(nifti["fake"]), str(nifti["real"]), "--weights", str(weights_file), "--out", str(out),
                  "--overwrite"]) == 0
-    assert json.loads(out.read_text())["kcross"] >= 0.0 and _listing(tmp_path) == ["res.json"]
+    assert json.loads(out.read_text(encoding="utf-8"))["kcross"] >= 0.0 and _listing(tmp_path) == ["res.json"]
 
 
 @pytest.fixture
@@ -663,7 +663,7 @@ def test_cli_eval_interrupted_write_leaves_targets_untouched(
     assert "No space left" in err
     assert _listing(folder) == before
     if existing:
-        assert md.read_text() == "old md" and csv_out.read_text() == "old csv"
+        assert md.read_text(encoding="utf-8") == "old md" and csv_out.read_text(encoding="utf-8") == "old csv"
 
     def keyboard(src: object, dst: object) -> None:
         raise KeyboardInterrupt
@@ -674,7 +674,7 @@ def test_cli_eval_interrupted_write_leaves_targets_untouched(
     assert _listing(folder) == before
     monkeypatch.undo()
     assert main(args) == 0
-    assert md.read_text().startswith("# ") and "srocc" in csv_out.read_text().splitlines()[0]
+    assert md.read_text(encoding="utf-8").startswith("# ") and "srocc" in csv_out.read_text(encoding="utf-8").splitlines()[0]
     assert _listing(folder) == ["t.csv", "t.md"]
 
 

@@ -499,6 +499,6 @@ def test_eval_cli_and_library_take_a_range(tmp_path: Path) -> None:
     out = tmp_path / "2afc.md"
     # "--data-range -1,1" (space) works too: main() joins it before argparse sees "-1,1"
     assert main([*base, "--data-range", "-1,1", "--n-boot", "0", "--out", str(out)]) == 0
-    assert "data_range=(-1, 1)" in out.read_text()
+    assert "data_range=(-1, 1)" in out.read_text(encoding="utf-8")
     assert main([*base, "--data-range", "1", "--n-boot", "0", "--out", str(tmp_path / "bad.md")]) == 2
 

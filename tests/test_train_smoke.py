@@ -25,18 +25,18 @@ def runs(tmp_path_factory):
 
 def test_each_stage_writes_a_resumable_run(runs):
     for stage in ("segmenter", "stage1", "stage2"):
-        state = json.loads((runs / stage / "state.json").read_text())
+        state = json.loads((runs / stage / "state.json").read_text(encoding="utf-8"))
         assert state["epochs_done"] >= 1
         assert (runs / stage / "model.safetensors").exists()
-        lines = (runs / stage / "log.jsonl").read_text().splitlines()
+        lines = (runs / stage / "log.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(lines) == state["epochs_done"]
         assert all(isinstance(v, float) and v == v for k, v in json.loads(lines[-1]).items() if k not in ("epoch",))
 
 
 def test_resume_does_not_redo_finished_epochs(runs):
-    before = (runs / "stage1" / "log.jsonl").read_text()
+    before = (runs / "stage1" / "log.jsonl").read_text(encoding="utf-8")
     assert train_main(["stage1", "--run", str(runs / "stage1"), "--smoke"]) == 0
-    assert (runs / "stage1" / "log.jsonl").read_text() == before
+    assert (runs / "stage1" / "log.jsonl").read_text(encoding="utf-8") == before
 
 
 def test_export_makes_loadable_verified_weights(runs, tmp_path):
@@ -78,10 +78,10 @@ def test_stage2_adds_further_pair_sets(runs, tmp_path):
     args = ["stage2", "--run", str(run), "--smoke", "--segmenter", str(runs / "segmenter"),
             "--stage1", str(runs / "stage1"), "--add-pairs", str(extra)]
     assert train_main(args) == 0
-    state = json.loads((run / "state.json").read_text())
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     assert state["config"]["add_pairs_csv"] == [str(extra)]
-    base = json.loads((runs / "stage2" / "log.jsonl").read_text().splitlines()[-1])
-    with_extra = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    base = json.loads((runs / "stage2" / "log.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    with_extra = json.loads((run / "log.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert "val_train_2afc_synthesized_epochs" in with_extra and "val_train_2afc_synthesized_epochs" not in base
 
 
@@ -129,11 +129,11 @@ def test_stage2_from_the_bundled_weights_and_export_on_a_base(tmp_path, capsys):
     # the card of the refitted file: segmenter and stage-1 sections copied from the bundled card
     from kcross_metric.train.model_card import card_section, main as card_main
 
-    base_card = (bundled_dir() / "kcross.md").read_text()
+    base_card = (bundled_dir() / "kcross.md").read_text(encoding="utf-8")
     card = tmp_path / "w" / "kcross.md"
     assert card_main(["--stage2", str(run), "--weights", str(out), "--out", str(card),
                       "--base-card", str(bundled_dir() / "kcross.md")]) == 0
-    text = card.read_text()
+    text = card.read_text(encoding="utf-8")
     assert card_section(base_card, "segmenter") in text and card_section(base_card, "stage1") in text
     assert card_section(base_card, "stage2") not in text and meta["base_weights_sha256"] in text
     assert '"epochs": 2' in card_section(text, "stage2")

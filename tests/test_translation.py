@@ -137,11 +137,11 @@ def smoke_runs(tmp_path_factory):
 def test_each_epoch_keeps_a_generator_checkpoint_and_resume_adds_none(smoke_runs):
     run = smoke_runs / "pix2pix_t1-t2"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.safetensors", "epoch_002.safetensors"]
-    state = json.loads((run / "state.json").read_text())
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     assert state["epochs_done"] == 2 and state["config"]["family"] == "pix2pix"
-    log = (run / "log.jsonl").read_text().splitlines()
+    log = (run / "log.jsonl").read_text(encoding="utf-8").splitlines()
     assert train_main(["translation", "--family", "pix2pix", "--direction", "t1-t2", "--run", str(run), "--smoke"]) == 0
-    assert (run / "log.jsonl").read_text().splitlines() == log
+    assert (run / "log.jsonl").read_text(encoding="utf-8").splitlines() == log
     assert {"val_l1", "val_psnr", "g_l1", "d"} <= set(json.loads(log[0]))
 
 
@@ -169,7 +169,7 @@ def test_synthesized_set_has_every_epoch_of_every_model(smoke_runs, tmp_path):
     e1 = [r for r in rows if r["epoch"] == "1" and r["family"] == "pix2pix"][0]
     e2 = [r for r in rows if r["epoch"] == "2" and r["family"] == "pix2pix" and r["slice"] == e1["slice"]][0]
     assert not np.array_equal(np.load(out / e1["fake"]), np.load(out / e2["fake"]))
-    provenance = json.loads((out / "dataset.json").read_text())
+    provenance = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert {r["name"] for r in provenance["runs"]} == {"pix2pix_t1-t2", "cyclegan_t1-t2"}
     assert all(len(h) == 64 for r in provenance["runs"] for h in r["checkpoint_sha256"].values())
     with pytest.raises(OutputExistsError):
@@ -184,7 +184,7 @@ def test_synthesize_cli_refuses_to_clobber(smoke_runs, tmp_path, capsys):
     out.mkdir()
     (out / "synthesized.csv").write_text("mine\n")
     assert train_main(["synthesize", "--runs", str(smoke_runs), "--out", str(out), "--masks", "none"]) == 2
-    assert (out / "synthesized.csv").read_text() == "mine\n"
+    assert (out / "synthesized.csv").read_text(encoding="utf-8") == "mine\n"
     assert "exists" in capsys.readouterr().err
 
 
@@ -199,6 +199,6 @@ def test_synthesized_set_of_the_training_cases_never_holds_a_validation_case(smo
         rows = list(csv.DictReader(fh))
     cases = {r["case"] for r in rows}
     assert cases and cases <= set(TRAIN_CASES) and not cases & set(VALIDATION_CASES)
-    assert json.loads((out / "dataset.json").read_text())["split"] == "train"
+    assert json.loads((out / "dataset.json").read_text(encoding="utf-8"))["split"] == "train"
     with pytest.raises(ConfigError, match="split"):
         write_synthesized_set(smoke_runs, tmp_path / "x", split="test")

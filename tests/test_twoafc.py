@@ -344,7 +344,7 @@ def test_build_refuses_nonempty_out_dir(tmp_path):
     with pytest.raises(OutputExistsError):
         T.build_twoafc_set(tmp_path, data_dir=tmp_path)
     assert T.main(["--out", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
-    assert (tmp_path / "x.txt").read_text() == "keep me"
+    assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "keep me"
 
 
 @pytest.mark.shared_data

@@ -104,7 +104,7 @@ class TestNirps:
         md, out = tmp_path / "t.md", tmp_path / "t.csv"
         rc = main(["nirps", "--csv", str(src), "--n-boot", "20", "--out", str(md), "--csv-out", str(out)])
         assert rc == 0
-        text = md.read_text()
+        text = md.read_text(encoding="utf-8")
         for heading in ("rank mode", "regression mode", "legacy mode", "Correlations"):
             assert heading in text
         assert "kcross-eval nirps --csv" in text  # provenance line
@@ -133,9 +133,9 @@ class TestNirps:
         assert main(["nirps", "--csv", str(src), "--n-boot", "0", "--out", str(md)]) == 2
         err = capsys.readouterr().err
         assert "exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
-        assert md.read_text() == "keep me"
+        assert md.read_text(encoding="utf-8") == "keep me"
         assert main(["nirps", "--csv", str(src), "--n-boot", "0", "--out", str(md), "--overwrite"]) == 0
-        assert md.read_text().startswith("# NIRPS")
+        assert md.read_text(encoding="utf-8").startswith("# NIRPS")
 
     def test_bad_input_exit_2_one_line(self, tmp_path: Path, capsys) -> None:
         bad = tmp_path / "bad.csv"
@@ -380,7 +380,7 @@ class TestTwoAFC:
         assert float(rows["all"]["accuracy"]) == pytest.approx(2.75 / 5)
         assert int(rows["all"]["n_pairs"]) == 5
         assert float(rows["all"]["ci_low"]) <= 0.55 <= float(rows["all"]["ci_high"])
-        assert "2AFC accuracy" in (tmp_path / "t.md").read_text()
+        assert "2AFC accuracy" in (tmp_path / "t.md").read_text(encoding="utf-8")
 
     def test_direction_override(self, tmp_path: Path) -> None:
         out = tmp_path / "t.csv"
@@ -392,7 +392,7 @@ class TestTwoAFC:
 
     def test_bad_better_value(self, tmp_path: Path, capsys) -> None:
         p = _pair_set(tmp_path)
-        p.write_text(p.read_text().replace("0.25,noise", "maybe,noise"))
+        p.write_text(p.read_text(encoding="utf-8").replace("0.25,noise", "maybe,noise"))
         assert main(["2afc", str(p), "--metrics", "evaltest_l1", "--data-range", "1"]) == 2
         assert "better must be" in capsys.readouterr().err
 

@@ -128,7 +128,7 @@ def export_weights(
             continue
         state_file = Path(run) / "state.json"
         if state_file.exists():
-            metadata[f"{stage}_state"] = json.dumps(json.loads(state_file.read_text()), sort_keys=True)
+            metadata[f"{stage}_state"] = json.dumps(json.loads(state_file.read_text(encoding="utf-8")), sort_keys=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in nets.state_dict().items()}
     digest = save_safetensors(tensors, out_path, metadata=metadata, overwrite=overwrite)
     if update_checksums:

@@ -30,7 +30,7 @@ def _subject_line(case: str) -> str:
 
 def _log(run: Path) -> list[dict]:
     path = run / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
 
 
 def _table(records: list[dict], max_rows: int = 25) -> str:
@@ -48,7 +48,7 @@ def _table(records: list[dict], max_rows: int = 25) -> str:
 
 def _config(run: Path) -> dict:
     state = run / "state.json"
-    return json.loads(state.read_text()).get("config", {}) if state.exists() else {}
+    return json.loads(state.read_text(encoding="utf-8")).get("config", {}) if state.exists() else {}
 
 
 _WALL_NAMES = {"segmenter": "segmenter", "stage1": "stage 1", "stage2": "stage 2"}
@@ -169,7 +169,7 @@ def render(
         out += [f"## {name}", "", "Config:", "", "```json", json.dumps(_config(run), indent=1, sort_keys=True), "```", "",
                 "Per-epoch losses and validation figures (`log.jsonl`):", "", _table(logs[name])]
     for path in appendices:
-        out += [f"## Validation: `{path.name}`", "", path.read_text().strip(), ""]
+        out += [f"## Validation: `{path.name}`", "", path.read_text(encoding="utf-8").strip(), ""]
     if notes:
         out += ["## Findings and limitations", "", notes.strip(), ""]
     return "\n".join(out) + "\n"
@@ -186,9 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--notes", type=Path, default=None)
     p.add_argument("--append", type=Path, nargs="*", default=[], help="generated markdown to include (validation tables)")
     args = p.parse_args(argv)
-    notes = args.notes.read_text() if args.notes else ""
-    base_card = args.base_card.read_text() if args.base_card else None
-    reproduce = args.reproduce.read_text().strip().splitlines() if args.reproduce else None
+    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+    base_card = args.base_card.read_text(encoding="utf-8") if args.base_card else None
+    reproduce = args.reproduce.read_text(encoding="utf-8").strip().splitlines() if args.reproduce else None
     text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
                   base_card=base_card, reproduce=reproduce)
     from ..cli._common import atomic_write_text

@@ -42,7 +42,7 @@ class RunDir:
 
     def load_state(self) -> dict[str, Any]:
         if self.state_file.exists():
-            return json.loads(self.state_file.read_text())
+            return json.loads(self.state_file.read_text(encoding="utf-8"))
         return {"epochs_done": 0}
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -53,7 +53,7 @@ class RunDir:
         torch.save(optimizer.state_dict(), tmp)
         os.replace(tmp, self.path / "optimizer.pt")
         tmp_state = self.path / "state.json.tmp"
-        tmp_state.write_text(json.dumps(state, indent=2))
+        tmp_state.write_text(json.dumps(state, indent=2), encoding="utf-8")
         os.replace(tmp_state, self.state_file)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class RunDir:
         return state
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.path / "log.jsonl", "a") as fh:
+        with open(self.path / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
 

@@ -193,7 +193,7 @@ def _load_array(path: Path) -> torch.Tensor:
 def rated_bank(kcross: KCross, csv_path: str | Path) -> FeatureBank:
     """Feature vectors of a rated set: CSV columns ``fake,real,source,score`` (paths relative to it)."""
     path = Path(csv_path)
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"fake", "real", "score"} <= set(rows[0]):
         raise FileFormatError(f"{path}: a rated set needs the columns fake, real, source (optional), score")

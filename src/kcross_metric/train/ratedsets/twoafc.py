@@ -624,7 +624,7 @@ def write_twoafc_set(pairs: Sequence[TwoAFCPair], out_dir: str | Path, *, overwr
         return rel
 
     csv_path = out / "pairs.csv"
-    with open(csv_path, "w", newline="") as fh:
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for p in pairs:
@@ -668,7 +668,7 @@ def load_twoafc_set(csv_path: str | Path) -> list[TwoAFCPair]:
         return cache[rel]
 
     pairs: list[TwoAFCPair] = []
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
         if missing:

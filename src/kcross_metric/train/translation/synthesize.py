@@ -52,7 +52,7 @@ def find_runs(runs_dir: str | Path) -> list[tuple[Path, TranslationConfig, int]]
         raise ConfigError(f"runs folder {runs_dir} does not exist")
     found = []
     for state_file in sorted(runs_dir.glob("*/state.json")):
-        state = json.loads(state_file.read_text())
+        state = json.loads(state_file.read_text(encoding="utf-8"))
         config = state.get("config", {})
         if "family" not in config or "direction" not in config:
             continue
@@ -170,12 +170,12 @@ def write_synthesized_set(
                                    "checkpoint_sha256": checkpoints})
     out.mkdir(parents=True, exist_ok=True)
     tmp = index.with_name(index.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows([{c: r[c] for c in COLUMNS} for r in rows])
     os.replace(tmp, index)
-    (out / "dataset.json").write_text(json.dumps(provenance, indent=2, default=str))
+    (out / "dataset.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     return index
 
 
@@ -198,7 +198,7 @@ def load_synthesized_set(index: str | Path) -> list[dict[str, Any]]:
         return cache[rel]
 
     records = []
-    with open(index, newline="") as fh:
+    with open(index, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             missing = [c for c in COLUMNS if c not in row]
             if missing:
