@@ -40,8 +40,8 @@ from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, load_twoafc_set
 
 NOTE = """
 **Read this before quoting the table.** K-CROSS's score networks were fitted (stage 2) on pairs made
-by the same generator from the *training* cases (and on epoch pairs of GAN outputs of those cases,
-docs/training.md), so on these held-out pairs K-CROSS is evaluated
+by the same generator from the *training* subjects (with severity ladders and lesion rules; see the
+model card of the weights), so on these held-out pairs K-CROSS is evaluated
 in-distribution while the baselines were never fitted to these orderings: the comparison measures
 whether the networks learned the constructed orderings and generalize them to unseen subjects, not
 that K-CROSS is a better judge of image quality than the baselines in general. The
