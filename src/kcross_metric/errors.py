@@ -87,11 +87,9 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weight file could be found locally or reached remotely."""
 
 
-class DataNotFoundError(KCrossError, FileNotFoundError):
-    """Training or evaluation data (the shared data folder, the extra set) is not where it was looked for.
-
-    ``str()`` says what to do in Python terms; :attr:`cli_message` in command-line terms.
-    """
+class _WithCliMessage(Exception):
+    """An error whose ``str()`` says what to do in Python terms and :attr:`cli_message` in
+    command-line terms (the CLIs print the latter)."""
 
     def __init__(self, message: str, cli_message: str | None = None) -> None:
         super().__init__(message)
@@ -101,15 +99,12 @@ class DataNotFoundError(KCrossError, FileNotFoundError):
         return (type(self), (str(self), self.cli_message))
 
 
-class EmptyReferenceError(InputError):
+class DataNotFoundError(_WithCliMessage, KCrossError, FileNotFoundError):
+    """Training or evaluation data (the shared data folder, the extra set) is not where it was looked for."""
+
+
+class EmptyReferenceError(_WithCliMessage, InputError):
     """The real (reference) volume has no brain to compare against: constant, empty or all background."""
-
-    def __init__(self, message: str, cli_message: str | None = None) -> None:
-        super().__init__(message)
-        self.cli_message = cli_message or message
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (str(self), self.cli_message))
 
 
 class BackboneNotFoundError(WeightsNotFoundError):

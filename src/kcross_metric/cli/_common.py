@@ -12,7 +12,7 @@ from typing import Callable
 
 __all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "run_main", "atomic_write_text", "check_output_path",
            "check_report_path",
-           "add_imagenet_option", "apply_imagenet_option"]
+           "add_imagenet_option", "apply_imagenet_option", "set_folder_variable"]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -89,13 +89,20 @@ def add_imagenet_option(group: argparse._ActionsContainer) -> None:
     )
 
 
-def apply_imagenet_option(imagenet_dir: Path | None) -> None:
-    """Make ``--imagenet-dir`` the place the backbones are looked for first (for this process)."""
-    if imagenet_dir is None:
-        return
-    from ..baselines._backbones import ENV_VAR
+def set_folder_variable(flag: str, folder: Path | None, variable: str) -> None:
+    """A folder flag that the library reads through an environment variable: check that the
+    folder exists, then set the variable for this process (nothing when the flag is not given)."""
     from ..errors import ConfigError
 
-    if not imagenet_dir.is_dir():
-        raise ConfigError(f"--imagenet-dir {imagenet_dir}: no such folder")
-    os.environ[ENV_VAR] = str(imagenet_dir.expanduser().resolve())
+    if folder is None:
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {folder}: no such folder")
+    os.environ[variable] = str(folder.expanduser().resolve())
+
+
+def apply_imagenet_option(imagenet_dir: Path | None) -> None:
+    """Make ``--imagenet-dir`` the place the backbones are looked for first (for this process)."""
+    from ..baselines._backbones import ENV_VAR
+
+    set_folder_variable("--imagenet-dir", imagenet_dir, ENV_VAR)

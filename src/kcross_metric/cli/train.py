@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._common import EXIT_OK, run_main
+from ._common import EXIT_OK, run_main, set_folder_variable
 
 _SMOKE = {
     "segmenter": dict(epochs=1, steps_per_epoch=2, batch_size=2, slice_range=(70, 71)),
@@ -52,16 +52,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 def _apply_extra_root(args: argparse.Namespace) -> None:
     """``--extra-root`` for the case loader of every stage, via its variable (configs with an
     ``extra_root`` field get it as an override too, so the run's saved config records it)."""
-    import os
-
-    from ..errors import ConfigError
     from ..train.data import EXTRA_ENV_VAR
 
-    if getattr(args, "extra_root", None) is None:
-        return
-    if not args.extra_root.is_dir():
-        raise ConfigError(f"--extra-root {args.extra_root}: no such folder")
-    os.environ[EXTRA_ENV_VAR] = str(args.extra_root.expanduser().resolve())
+    set_folder_variable("--extra-root", getattr(args, "extra_root", None), EXTRA_ENV_VAR)
 
 
 def _configs_dir() -> Path:
