@@ -183,3 +183,54 @@ def test_cli_words_without_data(tmp_path, monkeypatch, capsys):
         train_main(["--help"])
     help_text = capsys.readouterr().out
     assert "``" not in help_text and "kcross-train segmenter" in help_text
+
+
+def test_random_affine_moves_image_and_mask_together():
+    """Zoom/rotation of segmenter crops: identity at scale 1 and 0 degrees; a zoom > 1 enlarges the
+    lesion; image and mask stay aligned; samples not drawn are untouched."""
+    from kcross_metric.train.segmenter import random_affine
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disc = (((yy - 40) ** 2 + (xx - 30) ** 2) < 64).float()[None, None].repeat(3, 1, 1, 1)
+    image = 0.2 + 0.6 * disc
+    same_x, same_m = random_affine(image, disc, 1.0, (1.0, 1.0), 0.0, g)
+    assert torch.allclose(same_x, image, atol=1e-5) and torch.equal(same_m, disc)
+    big_x, big_m = random_affine(image, disc, 1.0, (1.5, 1.5), 0.0, g)
+    assert big_m.sum(dim=(1, 2, 3)).min() > 1.8 * disc[0].sum()  # area ~ 1.5^2
+    inside = big_x[big_m.bool()]
+    assert inside.mean() > 0.7  # the enlarged mask covers the enlarged bright disc
+    none_x, none_m = random_affine(image, disc, 0.0, (0.5, 2.0), 45.0, g)
+    assert torch.equal(none_x, image) and torch.equal(none_m, disc)
+
+
+def test_segmenter_finetune_phase_config(tmp_path, capsys):
+    """segmenter_finetune.yaml continues segmenter.yaml: same network, init_from given by --init; a
+    missing or mismatched init is a clear error before any data is read."""
+    from kcross_metric.errors import ConfigError
+    from kcross_metric.nets.segmenter import LesionSegmenter
+    from kcross_metric.train.config import SegmenterConfig, load_config
+    from kcross_metric.train.segmenter import _load_initial_weights
+    from kcross_metric.weights import save_safetensors
+
+    configs = Path(__file__).resolve().parents[1] / "src/kcross_metric/train/configs"
+    first = load_config(SegmenterConfig, configs / "segmenter.yaml")
+    second = load_config(SegmenterConfig, configs / "segmenter_finetune.yaml")
+    assert (second.channels, second.norm, second.size, second.crop) == (first.channels, first.norm, first.size, first.crop)
+    assert second.init_from is None and second.affine_prob > 0 and second.epochs > max(e for e, _ in second.lr_schedule)
+    for bad in ({"affine_prob": 1.5}, {"affine_scale": (1.2, 0.9)}):
+        with pytest.raises(ConfigError, match="affine"):
+            SegmenterConfig(**bad)
+    model = LesionSegmenter((16, 32, 64, 128), "instance")
+    with pytest.raises(ConfigError, match="no segmenter weights"):
+        _load_initial_weights(model, tmp_path / "missing-run")
+    narrow = LesionSegmenter((8, 16, 32, 64), "instance")
+    save_safetensors({k: v.contiguous() for k, v in narrow.state_dict().items()}, tmp_path / "narrow.safetensors")
+    with pytest.raises(ConfigError, match="widths"):
+        _load_initial_weights(model, tmp_path / "narrow.safetensors")
+    twin = LesionSegmenter((16, 32, 64, 128), "instance")
+    save_safetensors({k: v.contiguous() for k, v in twin.state_dict().items()}, tmp_path / "twin.safetensors")
+    _load_initial_weights(model, tmp_path / "twin.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert train_main(["segmenter", "--run", str(tmp_path / "r"), "--init", str(tmp_path / "nothing")]) == 2
+    assert "no segmenter weights" in capsys.readouterr().err

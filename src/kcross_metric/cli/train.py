@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--smoke", action="store_true", help="a few tiny steps, to check the pipeline")
         _data_options(p)
         p.add_argument("--debug", action="store_true")
+        if stage == "segmenter":
+            p.add_argument("--init", type=Path, default=None, metavar="RUN",
+                           help="start from the weights of a finished segmenter run (or .safetensors file); "
+                                "overrides the config's init_from")
         if stage == "stage2":
             p.add_argument("--segmenter", type=Path, default=None,
                            help="segmenter run directory (default: the segmenter of --base-weights)")
@@ -171,6 +175,8 @@ def _body(args: argparse.Namespace) -> int:
         overrides["data_root"] = str(args.data_root)
     if args.extra_root is not None and args.stage == "segmenter":
         overrides["extra_root"] = str(args.extra_root.expanduser().resolve())
+    if args.stage == "segmenter" and args.init is not None:
+        overrides["init_from"] = str(args.init.expanduser().resolve())
     if args.stage == "stage2":
         overrides.update(pairs_csv=str(args.pairs) if args.pairs else None, rated_csv=str(args.rated) if args.rated else None)
         if args.add_pairs:

@@ -46,7 +46,16 @@ class SegmenterConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     #: normalization layers of the segmenter: "batch" (the first weights) or "instance"
     norm: str = "batch"
-
+    #: probability that a training crop is zoomed by a factor in ``affine_scale`` and rotated by up
+    #: to ``affine_degrees`` (image bilinear, mask thresholded at 0.5), so that lesion size and
+    #: head pose vary beyond the few training subjects
+    affine_prob: float = 0.0
+    affine_scale: tuple[float, float] = (0.85, 1.15)
+    affine_degrees: float = 15.0
+    #: a finished segmenter run directory (or a ``.safetensors`` file of its weights) whose weights
+    #: start this run: a second training phase with other options that still states every option
+    #: of both phases (``segmenter_finetune.yaml`` continues ``segmenter.yaml``)
+    init_from: str | None = None
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``."""
@@ -65,6 +74,10 @@ class SegmenterConfig:
             if (not isinstance(entry, (list, tuple)) or len(entry) != 2
                     or not all(isinstance(v, (int, float)) for v in entry) or entry[0] < 0 or entry[1] <= 0):
                 raise ConfigError(f"lr_schedule entries are [epoch >= 0, factor > 0], got {entry!r}")
+        if not 0.0 <= self.affine_prob <= 1.0:
+            raise ConfigError(f"affine_prob must be in [0, 1], got {self.affine_prob}")
+        if len(self.affine_scale) != 2 or not 0 < self.affine_scale[0] <= self.affine_scale[1]:
+            raise ConfigError(f"affine_scale is [low, high] with 0 < low <= high, got {self.affine_scale!r}")
 
 
 @dataclass
@@ -178,7 +191,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for key in ("slice_range", "val_slice_range", "betas", "channels"):
+    for key in ("slice_range", "val_slice_range", "betas", "channels", "affine_scale"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     if "lr_schedule" in values and values["lr_schedule"] is None:

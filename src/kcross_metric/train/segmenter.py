@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..nets.segmenter import LesionSegmenter
+from ..nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
 from .config import SegmenterConfig, config_dict
 from .. import distortions as D
 from .data import SliceSet, augment, available_cases, build_slices
 from .runner import RunDir, run_epochs, seed_everything
 from .splits import SUBJECTS, TRAIN_CASES, VALIDATION_CASES, subject
 
-__all__ = ["DEGRADATIONS", "degrade", "dice_loss", "dice_score", "train_segmenter", "evaluate_segmenter"]
+__all__ = ["DEGRADATIONS", "degrade", "dice_loss", "dice_score", "random_affine", "train_segmenter", "evaluate_segmenter"]
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -109,6 +109,31 @@ def _augment_geometry_and_contrast(x: torch.Tensor, m: torch.Tensor, generator: 
     return x, m
 
 
+def random_affine(
+    x: torch.Tensor, m: torch.Tensor, prob: float, scale: tuple[float, float], degrees: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zoom (factor in ``scale``, > 1 enlarges) and rotate (uniform in +-``degrees``) each sample of
+    images ``x`` and masks ``m`` (B,1,H,W) about the centre, with probability ``prob``; images
+    bilinear with zeros outside, masks bilinear then ``> 0.5``."""
+    n = x.shape[0]
+    chosen = torch.rand(n, generator=generator) < prob
+    zoom = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=generator)
+    angle = torch.deg2rad((2 * torch.rand(n, generator=generator) - 1) * degrees)
+    if not bool(chosen.any()):
+        return x, m
+    zoom = torch.where(chosen, zoom, torch.ones_like(zoom))
+    angle = torch.where(chosen, angle, torch.zeros_like(angle))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x_out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m_out = (F.grid_sample(m.to(x.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5)
+    keep = ~chosen[:, None, None, None]
+    return torch.where(keep, x, x_out), torch.where(keep, m, m_out.to(m.dtype))
+
+
 def _rand(generator: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand(1, generator=generator))
 
@@ -174,12 +199,31 @@ def evaluate_segmenter(model: LesionSegmenter, sets: dict[str, SliceSet], batch_
     return {k: (1.0 if den == 0 else num / den) for k, (num, den) in sorted(sums.items())}
 
 
+def _load_initial_weights(model: LesionSegmenter, source: Path) -> None:
+    """Weights of a finished segmenter run (its ``model.safetensors``) or of a ``.safetensors`` file."""
+    from ..errors import ConfigError
+    from ..weights import load_safetensors, load_state_dict_strict
+
+    file = source / "model.safetensors" if source.is_dir() else source
+    if not file.is_file():
+        raise ConfigError(f"init_from: no segmenter weights at {file} (a finished run directory or a .safetensors file)")
+    state = load_safetensors(file)
+    if segmenter_channels_of(state) != model.channels or segmenter_norm_of(state) != model.norm:
+        raise ConfigError(
+            f"init_from: {file} holds a segmenter of widths {segmenter_channels_of(state)} and {segmenter_norm_of(state)} "
+            f"normalization; this run's config asks for {model.channels} and {model.norm}")
+    load_state_dict_strict(model, state)
+
+
 def train_segmenter(
     config: SegmenterConfig, run_dir: str | Path, *, resume: bool = True, cases: tuple[str, ...] = TRAIN_CASES,
     val_cases: tuple[str, ...] | None = None, verbose: bool = True,
 ) -> LesionSegmenter:
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
+    model = LesionSegmenter(tuple(config.channels), config.norm)
+    if config.init_from is not None:  # checked before the (minutes of) data loading
+        _load_initial_weights(model, Path(config.init_from))
     cases = available_cases(cases, config.data_root, config.extra_root, require=True)
     train_sets = build_slices(cases, size=config.size, slice_range=config.slice_range, root=config.data_root,
                               extra=config.extra_root)
@@ -194,7 +238,6 @@ def train_segmenter(
                             extra=config.extra_root) if val_cases else {}
     val_sets = {k: _every_nth(v, config.val_slice_step) for k, v in val_sets.items()}
 
-    model = LesionSegmenter(tuple(config.channels), config.norm)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     def train_epoch(generator: torch.Generator) -> dict[str, float]:
@@ -204,6 +247,8 @@ def train_segmenter(
             x, m = _crops(images[idx], masks[idx], config.crop, config.lesion_crop_fraction, generator)
             x, m = augment([x, m], generator)
             x, m = _augment_geometry_and_contrast(x, m, generator)
+            if config.affine_prob > 0:
+                x, m = random_affine(x, m, config.affine_prob, config.affine_scale, config.affine_degrees, generator)
             x = degrade(x, config.degrade_prob, generator)
             logits = model(x)
             loss = F.binary_cross_entropy_with_logits(logits, m) + dice_loss(logits, m)
