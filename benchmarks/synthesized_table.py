@@ -24,15 +24,16 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from kcross_metric import KCross, create_metric, metric_info
+from kcross_metric._files import atomic_write_text
 from kcross_metric.evaluation import bootstrap_ci, srocc, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import pairs_from_synthesized
 from kcross_metric.train.translation.synthesize import load_synthesized_set
@@ -127,16 +128,14 @@ def _save_cache(path: Path, scores: dict[str, float], contents: dict[str, str], 
     if path.exists():
         with open(path, newline="") as fh:
             kept = [r for r in csv.DictReader(fh) if r["settings"] != settings and r.get("content")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["fake", "content", "settings", "score"])
-        for r in kept:
-            w.writerow([r["fake"], r["content"], r["settings"], r["score"]])
-        for fake, s in sorted(scores.items()):
-            w.writerow([fake, contents[fake], settings, repr(float(s))])
-    tmp.replace(path)
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(["fake", "content", "settings", "score"])
+    for r in kept:
+        w.writerow([r["fake"], r["content"], r["settings"], r["score"]])
+    for fake, s in sorted(scores.items()):
+        w.writerow([fake, contents[fake], settings, repr(float(s))])
+    atomic_write_text(path, table.getvalue(), overwrite=True, make_parents=True, newline="")
 
 
 def _stack(rows: list[dict], key: str) -> torch.Tensor:

@@ -22,9 +22,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
+import io
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from kcross_metric import KCross, create_metric, metric_info
+from kcross_metric._files import atomic_write_text
 from kcross_metric.errors import ConfigError, FileFormatError
 from kcross_metric.evaluation import bootstrap_ci, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, load_twoafc_set
@@ -125,18 +125,12 @@ def _read_cache(path: Path) -> dict[tuple[str, str, str, str], tuple[float, floa
 
 
 def _write_cache(path: Path, rows: dict[tuple[str, str, str, str], tuple[float, float]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(CACHE_COLUMNS)
-            for (pid, dig, settings, column), (sa, sb) in rows.items():
-                w.writerow([pid, dig, settings, column, repr(sa), repr(sb)])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(CACHE_COLUMNS)
+    for (pid, dig, settings, column), (sa, sb) in rows.items():
+        w.writerow([pid, dig, settings, column, repr(sa), repr(sb)])
+    atomic_write_text(path, table.getvalue(), overwrite=True, make_parents=True, newline="")
 
 
 def cached_scores(

@@ -25,7 +25,6 @@ import gzip
 import os
 import struct
 import tokenize
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write, check_output_path
 from .errors import (
     ConfigError,
     FileFormatError,
     GridMismatchError,
     InputError,
     NonFiniteError,
-    OutputExistsError,
     ShapeError,
 )
 
@@ -460,10 +459,9 @@ def save_volume(
     p = Path(path)
     if _suffix(p) not in _NIFTI_SUFFIXES:
         raise FileFormatError(f"{p}: output must end in .nii or .nii.gz, got {_suffix(p)!r}")
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if not p.parent.is_dir():
         raise FileNotFoundError(f"output directory {p.parent} does not exist")
+    check_output_path(p, overwrite)
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     data = np.asarray(array)
@@ -480,14 +478,8 @@ def save_volume(
         raise ShapeError(f"affine must be a finite 4x4 matrix, got shape {aff.shape}")
     img = nib.Nifti1Image(data, aff)
     img.header.set_xyzt_units("mm")
-    tmp = p.parent / f".{p.name}.{uuid.uuid4().hex}.tmp{_suffix(p)}"
-    try:
-        nib.save(img, str(tmp))
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    # nibabel picks the format (and gzip) from the file name, so the temporary file keeps the suffix
+    return atomic_write(p, lambda tmp: nib.save(img, str(tmp)), overwrite=overwrite, suffix=f".tmp{_suffix(p)}")
 
 
 # --------------------------------------------------------------------------------------- grids

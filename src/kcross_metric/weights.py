@@ -27,11 +27,12 @@ import json
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import atomic_write, atomic_write_text
+from ._files import sha256_file as _sha256_file
 from .errors import (
     ChecksumError,
     ConfigError,
@@ -69,7 +70,6 @@ CHECKSUMS_FILENAME = "SHA256SUMS"
 DEFAULT_FILENAME = "kcross.safetensors"
 SAFETENSORS_SUFFIX = ".safetensors"
 
-_CHUNK = 1 << 20
 # The safetensors reference implementation refuses headers above 100 MB; so do we, before
 # allocating anything, so that an arbitrary binary file cannot make us read gigabytes.
 _MAX_HEADER_BYTES = 100_000_000
@@ -90,18 +90,13 @@ def bundled_dir() -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Lower-case hex SHA-256 of a file, read in 1 MiB chunks (constant memory)."""
-    path = Path(path)
-    digest = hashlib.sha256()
+    """Lower-case hex SHA-256 of a weight file, read in 1 MiB chunks (constant memory)."""
     try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                digest.update(chunk)
+        return _sha256_file(path)
     except FileNotFoundError as exc:
         raise WeightsNotFoundError(f"weight file {str(path)!r} does not exist") from exc
     except IsADirectoryError as exc:
         raise WeightsError(f"{str(path)!r} is a directory, expected a weight file") from exc
-    return digest.hexdigest()
 
 
 def _normalize_sha256(value: str, what: str = "expected_sha256") -> str:
@@ -160,7 +155,7 @@ def write_checksums(
         raise WeightsNotFoundError(f"no weight files to list in {str(directory)!r}")
     lines = [f"{sha256_file(directory / name)}  {name}\n" for name in names]
     target = directory / CHECKSUMS_FILENAME
-    _atomic_write(target, lambda tmp: Path(tmp).write_text("".join(lines), encoding="utf-8"))
+    atomic_write_text(target, "".join(lines), overwrite=True)
     return target
 
 
@@ -376,24 +371,6 @@ def load_safetensors(
     return tensors
 
 
-def _atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file next to ``target`` and move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; published files get the usual mode
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_safetensors(
     tensors: Mapping[str, torch.Tensor],
     path: str | os.PathLike[str],
@@ -444,7 +421,9 @@ def save_safetensors(
 
     import safetensors.torch
 
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(prepared, tmp, metadata=meta))
+    # weight files are published into folders the caller names (run directories are created)
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(prepared, str(tmp), metadata=meta),
+                 overwrite=True, make_parents=True)
     return sha256_file(path)
 
 

@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._files import atomic_write, sha256_file
 from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
 from ..shared_data import shared_path
+from ..weights import bundled_dir, load_safetensors, read_checksums
 
 __all__ = [
     "ENV_VAR",
@@ -187,11 +189,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
+        _HASH_CACHE[key] = sha256_file(path)
     return _HASH_CACHE[key]
 
 
@@ -204,11 +202,7 @@ def verify_sha256(path: Path) -> bool:
     sums = path.parent / "SHA256SUMS"
     if not sums.is_file():
         return False
-    recorded = None
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        parts = line.strip().split()
-        if len(parts) == 2 and parts[1].lstrip("*") == path.name:
-            recorded = parts[0].lower()
+    recorded = read_checksums(sums).get(path.name)
     if recorded is None:
         warnings.warn(f"{sums} does not list {path.name}; its SHA-256 was not verified", stacklevel=3)
         return False
@@ -263,7 +257,6 @@ def offline() -> bool:
 def _bundled_heads() -> dict[str, torch.Tensor]:
     """The package's own file, checked against the package's SHA256SUMS ($KCROSS_WEIGHTS_DIR, which
     is about K-CROSS weights, does not replace it)."""
-    from ..weights import bundled_dir, load_safetensors, read_checksums
 
     path = bundled_dir() / HEADS_FILE
     return load_safetensors(path, expected_sha256=read_checksums(bundled_dir() / "SHA256SUMS")[HEADS_FILE])
@@ -345,15 +338,13 @@ def _download(net: str, folder: Path) -> Path:
     file appears only once complete and checked (temp file + rename)."""
     import urllib.request
 
-    from ..weights import _atomic_write
-
     name, prefix = TORCHVISION_CHECKPOINTS[net]
     base = os.environ.get(URL_ENV_VAR, "").strip() or TORCHVISION_URL
     url = base.rstrip("/") + "/" + name
     target = folder / name
     print(f"kcross-metric: downloading {url} to {target}", file=sys.stderr, flush=True)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         digest = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, open(tmp, "wb") as out:
             for chunk in iter(lambda: response.read(1 << 20), b""):
@@ -364,7 +355,7 @@ def _download(net: str, folder: Path) -> Path:
                                 f"prefix torchvision publishes for {name}; the file was not kept")
 
     try:
-        _atomic_write(target, write)
+        atomic_write(target, write, make_parents=True)
     except ChecksumError:
         raise
     # URLError/HTTPError/timeouts/disk errors (OSError), cut or garbled responses (HTTPException),

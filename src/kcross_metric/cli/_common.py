@@ -5,31 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Callable
+
+from .._files import atomic_write_text, check_output_path
 
 __all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "run_main", "atomic_write_text", "check_output_path",
            "check_report_path",
            "add_imagenet_option", "apply_imagenet_option", "set_folder_variable"]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """An output file path: not a directory, not an existing file unless ``overwrite``, and in a
-    folder that exists (output folders are never created behind the user's back)."""
-    from ..errors import ConfigError, OutputExistsError
-
-    p = Path(path)
-    if p.is_dir():
-        raise OutputExistsError(f"{p} is a directory, expected a file path")
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} exists; pass --overwrite to replace it")
-    if not p.parent.is_dir():
-        raise ConfigError(f"cannot write {p}: folder {p.parent} does not exist (create it first)")
-    return p
 
 
 def check_report_path(report: Path, overwrite: bool, *, folder_mode: bool = False) -> Path:
@@ -43,23 +29,6 @@ def check_report_path(report: Path, overwrite: bool, *, folder_mode: bool = Fals
                 "CSV, remove the old report or give another --report path)") if folder_mode else ""
         raise ConfigError(f"--report {report} exists; pass --overwrite to replace it{hint}")
     return check_output_path(report, overwrite=True)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> Path:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
-    p = check_output_path(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 def run_main(body: Callable[[], int], debug: bool, prog: str) -> int:

@@ -13,14 +13,14 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, OutputExistsError, ShapeError
+from .._files import atomic_write_text, check_output_path
+from ..errors import ConfigError, ShapeError
 from .agreement import INCONSISTENCY_MODES, MetricAgreement, evaluate_metric
 
 __all__ = [
@@ -345,35 +345,12 @@ def two_afc_to_markdown(rows: Sequence[TwoAFCRow], *, level: float = 0.95) -> st
 
 def check_writable(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Refuse an existing output (unless ``overwrite``) or a missing parent folder, before any work."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} exists; pass --overwrite to replace it")
-    if p.exists() and p.is_dir():
-        raise OutputExistsError(f"{p} is a directory, expected a file path")
-    if not p.parent.is_dir():
-        raise ConfigError(f"folder {p.parent} does not exist")
-    return p
+    return check_output_path(path, overwrite)
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    p = check_writable(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if p.exists() and not overwrite:  # appeared meanwhile
-            raise OutputExistsError(f"{p} exists; pass --overwrite to replace it")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return atomic_write_text(path, text, overwrite=overwrite, newline="")
 
 
 def report_markdown(

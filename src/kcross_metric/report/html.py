@@ -297,6 +297,6 @@ def is_report_file(path: str | os.PathLike[str]) -> bool:
 def write_report(path: str | os.PathLike[str], html_text: str, *, overwrite: bool = False) -> Path:
     """Write the report atomically; an existing file (even an earlier report) is replaced only if
     ``overwrite``, and the folder must exist."""
-    from ..cli._common import atomic_write_text
+    from .._files import atomic_write_text
 
     return atomic_write_text(Path(path), html_text, overwrite=overwrite)

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reproduce = args.reproduce.read_text(encoding="utf-8").strip().splitlines() if args.reproduce else None
     text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
                   base_card=base_card, reproduce=reproduce)
-    from ..cli._common import atomic_write_text
+    from .._files import atomic_write_text
 
     atomic_write_text(args.out, text, overwrite=True)
     print(f"wrote {args.out}")

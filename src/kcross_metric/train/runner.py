@@ -9,7 +9,6 @@ per epoch with the mean losses and validation figures).
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._files import atomic_write, atomic_write_text
 from ..weights import save_safetensors
 
 __all__ = ["seed_everything", "RunDir", "run_epochs"]
@@ -49,12 +49,8 @@ class RunDir:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_safetensors(tensors, self.path / "model.safetensors", overwrite=True,
                          metadata={"epochs_done": str(state["epochs_done"])})
-        tmp = self.path / "optimizer.pt.tmp"
-        torch.save(optimizer.state_dict(), tmp)
-        os.replace(tmp, self.path / "optimizer.pt")
-        tmp_state = self.path / "state.json.tmp"
-        tmp_state.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.replace(tmp_state, self.state_file)
+        atomic_write(self.path / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
+        atomic_write_text(self.state_file, json.dumps(state, indent=2), overwrite=True)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         from ..weights import load_safetensors, load_state_dict_strict

@@ -20,9 +20,8 @@ images (``mask_kind=segmenter``: a prediction, not a label); with ``masks="none"
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..._files import atomic_write, atomic_write_text, sha256_file
 from ...errors import ConfigError, OutputExistsError
 from ..config import TranslationConfig, load_config
 from .data import PairedSlices, paired_slices, parse_direction
@@ -63,15 +63,9 @@ def find_runs(runs_dir: str | Path) -> list[tuple[Path, TranslationConfig, int]]
     return found
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    os.replace(tmp, path)
+    data = np.ascontiguousarray(array, dtype=np.float32)
+    atomic_write(path, lambda tmp: np.save(tmp, data, allow_pickle=False), make_parents=True, suffix=".tmp.npy")
 
 
 def _predicted_masks(cfg: TranslationConfig, full: PairedSlices) -> torch.Tensor:
@@ -154,7 +148,7 @@ def write_synthesized_set(
             ckpt = checkpoint_path(run_path, epoch)
             if not ckpt.exists():
                 raise ConfigError(f"{run_path} reports {epochs_done} epochs but {ckpt} is missing")
-            checkpoints[epoch] = _sha256(ckpt)
+            checkpoints[epoch] = sha256_file(ckpt)
             generator = load_generator(run_path, epoch, cfg)
             with torch.no_grad():
                 fakes = torch.cat([generator(val.source[i : i + batch_size]) for i in range(0, len(val), batch_size)])
@@ -169,13 +163,12 @@ def write_synthesized_set(
         provenance["runs"].append({"name": name, "epochs": epochs_done, "config": cfg.__dict__,
                                    "checkpoint_sha256": checkpoints})
     out.mkdir(parents=True, exist_ok=True)
-    tmp = index.with_name(index.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows([{c: r[c] for c in COLUMNS} for r in rows])
-    os.replace(tmp, index)
-    (out / "dataset.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    writer.writerows([{c: r[c] for c in COLUMNS} for r in rows])
+    atomic_write_text(index, table.getvalue(), overwrite=True, newline="")
+    atomic_write_text(out / "dataset.json", json.dumps(provenance, indent=2, default=str), overwrite=True)
     return index
 
 
