@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kcross_metric import KCross
 from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
@@ -19,6 +20,7 @@ from kcross_metric.report import (
     build_report,
     encode_png,
     is_report_file,
+    png_data_uri,
     write_report,
 )
 from kcross_metric.report.png import (
@@ -30,8 +32,6 @@ from kcross_metric.report.png import (
 )
 from kcross_metric.report.svg import slice_score_plot
 
-Image = pytest.importorskip("PIL.Image")
-
 
 def _decode(png: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(png)) as im:
@@ -39,13 +39,22 @@ def _decode(png: bytes) -> np.ndarray:
         return np.asarray(im)
 
 
-@pytest.mark.parametrize("shape", [(7, 5), (3, 9, 3), (1, 1)])
-def test_png_round_trip(shape):
+@pytest.mark.parametrize("shape, mode", [((7, 5), "L"), ((3, 9, 3), "RGB"), ((1, 1), "L")])
+def test_png_round_trip(shape, mode):
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
     png = encode_png(arr)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == mode and im.size == (shape[1], shape[0])
     np.testing.assert_array_equal(_decode(png), arr)
+    assert encode_png(arr.copy()) == png  # same pixels, same bytes: reports are reproducible
+    assert png_data_uri(arr) == "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def test_png_of_a_strided_view():
+    arr = np.random.default_rng(1).integers(0, 256, size=(8, 10, 3), dtype=np.uint8)
+    view = arr[::-1, ::3]  # negative and non-unit strides, as from to_display or slicing
+    np.testing.assert_array_equal(_decode(encode_png(view)), view)
 
 
 def test_png_refuses_bad_arrays():

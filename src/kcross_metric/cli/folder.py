@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm  # type: ignore[import-untyped]
+
 from ..errors import ConfigError, EmptyReferenceError, InputError
 from ..io import SITK_SUFFIXES
 
@@ -46,7 +48,6 @@ __all__ = [
     "list_volumes",
     "pair_files",
     "parse_metrics",
-    "progress",
     "report_parts_dir",
     "run_folder",
     "slice_csv_columns",
@@ -366,41 +367,6 @@ class BaselineSet:
         return out
 
 
-class _NoBar:
-    def update(self, name: str) -> None:
-        pass
-
-
-class _TqdmBar:
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-
-    def update(self, name: str) -> None:
-        self.bar.set_postfix_str(name, refresh=False)
-        self.bar.update(1)
-
-
-class progress:  # used like a function: ``with progress(n, desc) as bar``
-    """A tqdm bar on stderr when stderr is a terminal, otherwise nothing (logs stay clean)."""
-
-    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
-        self.total, self.desc, self.initial = total, desc, initial
-        self._bar: Any = None
-
-    def __enter__(self) -> _NoBar | _TqdmBar:
-        isatty = getattr(sys.stderr, "isatty", None)
-        if not (callable(isatty) and isatty()):
-            return _NoBar()
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
-        self._bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit="pair", file=sys.stderr, dynamic_ncols=True)
-        return _TqdmBar(self._bar)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _metrics_of_header(columns: Sequence[str]) -> str:
     extra = [c for c in columns if c not in _HEAD_COLUMNS and c not in _TAIL_COLUMNS and c not in ("slice", "scored", "has_lesion")]
     return "--metrics " + ",".join(["kcross", *extra])
@@ -528,7 +494,9 @@ def run_folder(args: Any) -> int:
     todo = [p for p in pairs if p.name not in done]
     warned: set[str] = set()
     try:
-        with progress(len(pairs), "kcross-score", initial=len(pairs) - len(todo)) as bar:
+        # disable=None: tqdm draws only when stderr is a terminal, so logs and CI output stay clean
+        with tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="kcross-score", unit="pair",
+                  file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
             for pair in todo:
                 inputs, res = score_pair(pair)
                 _drop_fragments(parts, pair.name)  # sections of an earlier scoring of this pair are stale
@@ -576,7 +544,8 @@ def run_folder(args: Any) -> int:
                 }
                 main_csv.append(row)  # the pair counts as done only once this row is on disk
                 write_fragment(pair, inputs, res, values)
-                bar.update(pair.name)
+                bar.set_postfix_str(pair.name, refresh=False)
+                bar.update(1)
     finally:
         main_csv.close()
         if slice_csv is not None:

@@ -1,4 +1,4 @@
-"""PNG encoding and colour mapping with numpy and zlib only (no Pillow or matplotlib needed).
+"""PNG encoding (Pillow) and colour mapping (numpy only, no matplotlib needed).
 
 Images are shown in the neurological convention of :mod:`kcross_metric.io` arrays: rows are
 flipped so that anterior is up, columns stay left -> right (patient left on the viewer's left).
@@ -7,10 +7,10 @@ flipped so that anterior is up, columns stay left -> right (patient left on the 
 from __future__ import annotations
 
 import base64
-import struct
-import zlib
+import io
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ShapeError
 
@@ -23,8 +23,6 @@ __all__ = [
     "png_data_uri",
     "to_display",
 ]
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 #: Anchor colours of a perceptually ordered dark->bright map (approximating matplotlib's
 #: "inferno"), linearly interpolated in between.
@@ -43,28 +41,21 @@ INFERNO_ANCHORS = np.array(
 )
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode a uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB array as PNG bytes (8 bit, no filter)."""
+    """Encode a uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB array as 8-bit PNG bytes (no metadata).
+
+    The bytes depend only on the pixels (and the Pillow version): no time stamp or text chunk.
+    """
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise ShapeError(f"encode_png expects uint8 pixels, got {arr.dtype}")
-    if arr.ndim == 2:
-        color_type, channels = 0, 1
-    elif arr.ndim == 3 and arr.shape[2] == 3:
-        color_type, channels = 2, 3
-    else:
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ShapeError(f"encode_png expects (H, W) or (H, W, 3), got shape {arr.shape}")
-    h, w = arr.shape[:2]
-    if h == 0 or w == 0:
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ShapeError(f"encode_png expects a non-empty image, got shape {arr.shape}")
-    rows = np.ascontiguousarray(arr).reshape(h, w * channels)
-    raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), rows], axis=1).tobytes()  # filter 0 per row
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def png_data_uri(image: np.ndarray) -> str:
