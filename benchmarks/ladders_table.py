@@ -360,4 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from _paths import name_checkout_shared
+
+    name_checkout_shared()
     raise SystemExit(main())

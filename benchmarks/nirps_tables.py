@@ -302,4 +302,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from _paths import name_checkout_shared
+
+    name_checkout_shared()
     sys.exit(main())

@@ -636,4 +636,7 @@ Plane with the largest margin ratio (> 1.1) per family and metric:
 
 
 if __name__ == "__main__":
+    from _paths import name_checkout_shared
+
+    name_checkout_shared()
     sys.exit(main())

@@ -9,6 +9,12 @@ import torch
 from kcross_metric.baselines._backbones import OFFLINE_ENV_VAR, backbone_available
 from kcross_metric.shared_data import ENV_VAR, shared_path
 
+# The library never looks for ../shared by itself: the tests name the shared folder beside the
+# checkout, unless the caller chose one (CI's first pass names a missing folder on purpose).
+_CHECKOUT_SHARED = Path(__file__).resolve().parents[2] / "shared"
+if _CHECKOUT_SHARED.joinpath("data").is_dir():
+    os.environ.setdefault(ENV_VAR, str(_CHECKOUT_SHARED))
+
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 # Tests never download ImageNet backbones (the download path is tested against a local server
 # with this variable lifted); without the backbones on disk, the tests that need them skip.

@@ -1,8 +1,10 @@
-"""Locate the project's shared real-data folder (never bundled with the package).
+"""The project's shared real-data folder, named by ``$KCROSS_SHARED_DIR`` (never bundled).
 
 The folder holds public MRI data, published scores and ImageNet backbone arrays (see the
-project's ``../shared/data/MANIFEST.md``). Its location is ``$KCROSS_SHARED_DIR`` if set, else
-``../shared`` next to the current working directory or next to the source checkout.
+project's ``../shared/data/MANIFEST.md``). Library code never guesses where it is (no lookup of
+``../shared`` beside the working directory or the checkout): the caller passes a path (``root=``,
+``--data-root``, ``--extra-root``, ``--imagenet-dir``) or sets ``$KCROSS_SHARED_DIR``; the
+project's tests and benchmark scripts set it to the ``shared`` folder beside the checkout.
 """
 
 from __future__ import annotations
@@ -16,16 +18,12 @@ __all__ = ["ENV_VAR", "shared_dir", "shared_path"]
 
 
 def shared_dir() -> Path | None:
-    """Return the shared folder, or ``None`` if it cannot be found."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        return path if path.is_dir() else None
-    candidates = [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
-    for path in candidates:
-        if (path / "data").is_dir():
-            return path
-    return None
+    """The folder named by ``$KCROSS_SHARED_DIR``, or ``None`` if unset or not a folder."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if not env:
+        return None
+    path = Path(env).expanduser()
+    return path if path.is_dir() else None
 
 
 def shared_path(*parts: str) -> Path | None:

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "SROCC/PLCC/KROCC with CIs) from published metric scores.")
     p.add_argument("--csv", metavar="PATH",
                    help="NIRPS scores: the published CSV or the prototype's per-item folder tree "
-                        "(default: ../shared/data/nirps/nirps_scores.csv)")
+                        "(default: $KCROSS_SHARED_DIR/data/nirps/nirps_scores.csv)")
     p.add_argument("--prefill", metavar="PATH",
                    help="also evaluate the authors' L2-based pre-fill (nirps_dataset_human.txt) as metric 'prefill'")
     p.add_argument("--max-epoch", type=_max_epoch, default=40, metavar="N",

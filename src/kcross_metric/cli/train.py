@@ -42,8 +42,7 @@ _SMOKE = {
 
 def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None, metavar="DIR",
-                   help="folder holding the datasets (brats/, ixi/, ...; default: $KCROSS_SHARED_DIR/data, "
-                        "else ../shared/data)")
+                   help="folder holding the datasets (brats/, ixi/, ...; default: $KCROSS_SHARED_DIR/data)")
     p.add_argument("--extra-root", type=Path, default=None, metavar="DIR",
                    help="folder the extra subjects were laid out in by extra/get.sh (default: $KCROSS_EXTRA_DIR, "
                         "else DATA_ROOT/extra); subjects not found are skipped with a warning")

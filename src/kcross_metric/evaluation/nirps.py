@@ -72,7 +72,7 @@ _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 
 
 def default_scores_path() -> Path | None:
-    """``../shared/data/nirps/nirps_scores.csv`` if present (see ``kcross_metric.shared_data``)."""
+    """``$KCROSS_SHARED_DIR/data/nirps/nirps_scores.csv`` if present (see ``kcross_metric.shared_data``)."""
     from ..shared_data import shared_path
 
     return shared_path("data", "nirps", "nirps_scores.csv")
@@ -297,7 +297,8 @@ def load_nirps_scores(path: str | os.PathLike[str] | None = None, max_epoch: int
         found = default_scores_path()
         if found is None:
             raise FileNotFoundError(
-                "NIRPS scores not found in ../shared/data/nirps/nirps_scores.csv; pass the path explicitly"
+                "NIRPS scores not found: pass the path explicitly, or set KCROSS_SHARED_DIR to the folder "
+                "holding data/nirps/nirps_scores.csv"
             )
         path = found
     p = Path(path)
