@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_tensor
+from ._filters import gaussian_kernel1d
 from .errors import ConfigError, ShapeError
 
 __all__ = [
@@ -113,18 +114,12 @@ def _magnitude(k: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(k, norm="ortho").abs()
 
 
-def _gaussian_kernel1d(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    radius = max(1, math.ceil(4.0 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur with replicate padding (no clipping, any number of channels = 1)."""
     if sigma <= 0.0:
         return x
-    k = _gaussian_kernel1d(sigma, x.dtype, x.device)
+    radius = max(1, math.ceil(4.0 * sigma))
+    k = gaussian_kernel1d(2 * radius + 1, sigma, x.dtype, x.device)
     r = k.numel() // 2
     h, w = x.shape[-2:]
     # replicate padding copes with kernels wider than the image, unlike reflect

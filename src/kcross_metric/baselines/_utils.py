@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._filters import gaussian_kernel1d
 from ..errors import ChannelError, ConfigError, ImageTooSmallError
 
 __all__ = [
@@ -36,13 +37,6 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """float64 stays float64; float16/bfloat16/float32 are computed in float32 (SSIM-type sums
     lose too much precision in half precision)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian of odd length ``size`` (Matlab ``fspecial('gaussian')`` per axis)."""
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
-    g = torch.exp(-(coords**2) / (2.0 * sigma**2))
-    return (g / g.sum()).to(dtype)
 
 
 def separable_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
