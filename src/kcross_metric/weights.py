@@ -27,9 +27,9 @@ import json
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._files import atomic_write, atomic_write_text
 from ._files import sha256_file as _sha256_file
@@ -57,6 +57,9 @@ __all__ = [
     "load_safetensors_with_metadata",
     "load_state_dict_strict",
     "read_checksums",
+    "Located",
+    "SearchFolder",
+    "locate_file",
     "resolve_weights",
     "save_safetensors",
     "sha256_file",
@@ -473,6 +476,70 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
 # --------------------------------------------------------------------------------------------
 
 
+class SearchFolder(NamedTuple):
+    """A place :func:`locate_file` looks in; ``label`` names it in messages, ``folder`` is ``None``
+    when the place is not configured (an unset variable); ``names``, if given, replaces the file
+    names looked for in this place."""
+
+    label: str
+    folder: Path | None
+    names: tuple[str, ...] | None = None
+
+
+class Located(NamedTuple):
+    """What :func:`locate_file` found: the file (``None`` if nothing), the place it was found in
+    (``None`` for an explicit path) and the places tried before, for error messages."""
+
+    path: Path | None
+    place: SearchFolder | None
+    tried: list[str]
+
+
+def locate_file(
+    names: Sequence[str],
+    places: Sequence[SearchFolder],
+    *,
+    explicit: str | os.PathLike[str] | None = None,
+    what: str = "weight file",
+) -> Located:
+    """The one search every weight file goes through (K-CROSS weights, ImageNet backbones).
+
+    An ``explicit`` path (a file, or a folder holding one of ``names``) wins and nothing else is
+    tried; it must exist (:class:`WeightsNotFoundError`). Otherwise the first of ``names`` found in
+    the first of ``places`` that holds one. Checksums are the caller's job (policies differ: the
+    bundled folder must list its files, backbone ``.npz`` files are checked when listed).
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if path.is_dir():
+            found = next((path / n for n in names if (path / n).is_file()), None)
+            if found is None:
+                raise WeightsNotFoundError(
+                    f"{what} folder {str(path)!r} holds no {' or '.join(names)} (passed explicitly; nothing else was tried)"
+                )
+            return Located(found, None, [])
+        if not path.is_file():
+            raise WeightsNotFoundError(f"{what} {str(path)!r} does not exist (passed explicitly; nothing else was tried)")
+        return Located(path, None, [])
+    tried: list[str] = []
+    for place in places:
+        if place.folder is None:
+            tried.append(f"{place.label} (not set)")
+            continue
+        wanted = place.names or names
+        found = next((place.folder / n for n in wanted if (place.folder / n).is_file()), None)
+        if found is not None:
+            return Located(found, place, tried)
+        tried.append(f"{place.label} ({str(place.folder)!r}: no {' or '.join(wanted)})")
+    return Located(None, None, tried)
+
+
+def folder_from_env(variable: str) -> Path | None:
+    """The folder an environment variable names (``None`` if unset or blank; not checked)."""
+    value = os.environ.get(variable, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def resolve_weights(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
@@ -492,35 +559,13 @@ def resolve_weights(
     """
     if not isinstance(filename, str) or not filename or Path(filename).name != filename:
         raise ConfigError(f"filename must be a bare file name such as {DEFAULT_FILENAME!r}, got {filename!r}")
-
-    if name_or_path is not None:
-        path = Path(name_or_path).expanduser()
-        if path.is_dir():
-            path = path / filename
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"weight file {str(path)!r} does not exist (passed explicitly; nothing else was tried)"
-            )
-        _verify_against_sidecar(path, required=False)
+    bundled = SearchFolder("bundled", bundled_dir())
+    path, place, tried = locate_file(
+        [filename], [SearchFolder(f"${WEIGHTS_ENV_VAR}", folder_from_env(WEIGHTS_ENV_VAR)), bundled], explicit=name_or_path
+    )
+    if path is not None:
+        _verify_against_sidecar(path, required=place == bundled)
         return path
-
-    tried: list[str] = []
-    env_dir = os.environ.get(WEIGHTS_ENV_VAR, "").strip()
-    if env_dir:
-        candidate = Path(env_dir).expanduser() / filename
-        if candidate.is_file():
-            _verify_against_sidecar(candidate, required=False)
-            return candidate
-        tried.append(f"${WEIGHTS_ENV_VAR}/{filename} = {str(candidate)!r} (absent)")
-    else:
-        tried.append(f"${WEIGHTS_ENV_VAR} (not set)")
-
-    bundled = bundled_dir() / filename
-    if bundled.is_file():
-        _verify_against_sidecar(bundled, required=True)
-        return bundled
-    tried.append(f"bundled {str(bundled)!r} (absent)")
-
     raise UntrainedWeightsError(
         f"no pretrained weights {filename!r} found; this build of kcross-metric bundles no "
         f"pretrained weights for it, and kcross-metric never falls back to random initialization. "

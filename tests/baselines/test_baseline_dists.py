@@ -92,7 +92,7 @@ def test_dists_alpha_beta_bundled_or_beside_weights(weights_dir: Path, tmp_path:
         np.savez(only_vgg / DISTS_FILE, alpha=data["alpha"] * 0 + 1, beta=data["beta"])
     beside = DISTS(weights_path=only_vgg / VGG16_FILE)
     assert not torch.equal(beside.alpha, bundled.alpha)
-    with pytest.raises(WeightsNotFoundError, match="no file"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
         DISTS(weights_path=only_vgg, alpha_beta_path=tmp_path / "nowhere.npz")
 
 

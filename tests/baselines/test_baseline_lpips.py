@@ -145,7 +145,7 @@ def no_default_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_weights_not_found_is_clear(no_default_weights: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match=ENV_VAR):
         LPIPSAlex()
-    with pytest.raises(WeightsNotFoundError, match="no file"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
         LPIPSAlex(weights_path=no_default_weights / "missing.npz")
 
 

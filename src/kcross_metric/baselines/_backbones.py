@@ -9,7 +9,7 @@ The backbone weights are looked for, in this order:
 1. the ``weights_path`` argument: a file (``.npz`` of this project's format, or torchvision's
    ``.pth`` checkpoint) or a folder holding one under its standard name;
 2. ``$KCROSS_IMAGENET_DIR``, a folder holding one of those files;
-3. the project's shared folder, ``shared_path("weights", "imagenet")``;
+3. ``$KCROSS_SHARED_DIR/weights/imagenet`` (the project's shared folder);
 4. torchvision's checkpoint in the torch hub cache (``torch.hub.get_dir()/checkpoints``, where
    torchvision and lpips keep it too);
 5. a download of that checkpoint from ``$KCROSS_IMAGENET_URL`` (default torchvision's
@@ -44,7 +44,7 @@ from torch import nn
 from .._files import atomic_write, sha256_file
 from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
 from ..shared_data import shared_path
-from ..weights import bundled_dir, load_safetensors, read_checksums
+from ..weights import SearchFolder, folder_from_env, bundled_dir, load_safetensors, locate_file, read_checksums
 
 __all__ = [
     "ENV_VAR",
@@ -267,45 +267,21 @@ def _lpips_heads(net: str) -> dict[str, torch.Tensor]:
     return {f"lpips_lin{i}.weight": heads[f"lpips_{net}.lin{i}.weight"] for i in range(len(_LPIPS_HEAD_CHANNELS[net]))}
 
 
-def _in_folder(folder: Path, net: str) -> Path | None:
-    """This project's ``.npz`` or torchvision's ``.pth`` of ``net`` inside ``folder``, if any."""
-    for name in (_FILES[net], TORCHVISION_CHECKPOINTS[net][0]):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
 def _hub_checkpoint_path(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_CHECKPOINTS[net][0]
 
 
 def _local_backbone(net: str, weights_path: str | os.PathLike[str] | None) -> tuple[Path | None, list[str]]:
     """The first local file of steps 1-4 (see the module docstring) and the places tried."""
-    names = f"{_FILES[net]} or {TORCHVISION_CHECKPOINTS[net][0]}"
-    if weights_path is not None:
-        p = Path(weights_path).expanduser()
-        found = _in_folder(p, net) if p.is_dir() else (p if p.is_file() else None)
-        if found is None:
-            raise WeightsNotFoundError(f"weights_path {weights_path!s}: no file {p}" + (f" ({names})" if p.is_dir() else ""))
-        return found, []
-    tried: list[str] = []
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        found = _in_folder(Path(env).expanduser(), net)
-        if found is not None:
-            return found, tried
-        tried.append(f"${ENV_VAR} ({Path(env).expanduser()}: no {names})")
-    else:
-        tried.append(f"${ENV_VAR} (not set)")
-    shared = shared_path("weights", "imagenet", _FILES[net])
-    if shared is not None and shared.is_file():
-        return shared, tried
-    tried.append("shared folder weights/imagenet/ (not found)")
-    cached = _hub_checkpoint_path(net)
-    if cached.is_file():
-        return cached, tried
-    tried.append(f"torch hub cache ({cached})")
-    return None, tried
+    checkpoint = TORCHVISION_CHECKPOINTS[net][0]
+    places = [
+        SearchFolder(f"${ENV_VAR}", folder_from_env(ENV_VAR)),
+        SearchFolder("shared folder weights/imagenet/", shared_path("weights", "imagenet")),
+        # torchvision's checkpoint only: torchvision and lpips keep it there too
+        SearchFolder("torch hub cache", _hub_checkpoint_path(net).parent, (checkpoint,)),
+    ]
+    path, _, tried = locate_file((_FILES[net], checkpoint), places, explicit=weights_path, what=f"{net} backbone")
+    return path, tried
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
@@ -433,11 +409,8 @@ def load_dists_state(weights_path: str | os.PathLike[str] | None = None) -> dict
     ``dists_alpha_beta.npz`` file or its folder) if given, else the values shipped in the package."""
     shapes = {"alpha": (1, sum(DISTS_CHANNELS), 1, 1), "beta": (1, sum(DISTS_CHANNELS), 1, 1)}
     if weights_path is not None:
-        p = Path(weights_path).expanduser()
-        if p.is_dir():
-            p = p / DISTS_FILE
-        if not p.is_file():
-            raise WeightsNotFoundError(f"alpha_beta_path {weights_path!s}: no file {p}")
-        return _read_npz(p, shapes)
+        path, _, _ = locate_file((DISTS_FILE,), (), explicit=weights_path, what="DISTS alpha_beta_path")
+        assert path is not None  # an explicit path is found or raises
+        return _read_npz(path, shapes)
     heads = _bundled_heads()
     return {"alpha": heads["dists.alpha"], "beta": heads["dists.beta"]}
