@@ -12,8 +12,9 @@ import torch
 
 from kcross_metric import create_metric
 from kcross_metric.cli import folder as folder_mod
+from kcross_metric.cli._common import load_inputs
 from kcross_metric.cli.folder import pair_files, parse_metrics, report_parts_dir, slice_csv_path
-from kcross_metric.cli.score import load_inputs, main
+from kcross_metric.cli.score import main
 from kcross_metric.errors import ConfigError, InputError
 from kcross_metric.io import save_volume
 from kcross_metric.metric import KCross

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: exit codes, one-line errors, atomic writes that never clobber."""
+"""Shared CLI plumbing: exit codes, one-line errors, atomic writes that never clobber, and the
+loading of one case that ``kcross-score`` and its folder mode share."""
 
 from __future__ import annotations
 
@@ -6,14 +7,25 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from .._files import atomic_write_text, check_output_path
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "run_main", "atomic_write_text", "check_output_path",
-           "check_report_path",
-           "add_imagenet_option", "apply_imagenet_option", "set_folder_variable"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "add_imagenet_option",
+    "apply_imagenet_option",
+    "atomic_write_text",
+    "check_output_path",
+    "check_report_path",
+    "load_inputs",
+    "run_main",
+    "set_folder_variable",
+]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -75,3 +87,62 @@ def apply_imagenet_option(imagenet_dir: Path | None) -> None:
     from ..baselines._backbones import ENV_VAR
 
     set_folder_variable("--imagenet-dir", imagenet_dir, ENV_VAR)
+
+
+def load_inputs(
+    fake: Path,
+    real: Path,
+    source: Path | None = None,
+    mask: Path | None = None,
+    *,
+    resample: bool = False,
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Load one case as (1,1,D,H,W) float32 tensors in [0, 1] (``mask``: 0/1), as ``kcross-score`` does.
+
+    Every volume is checked to lie on the real volume's grid (or resampled onto it) and normalized
+    by its own robust percentiles inside the real volume's brain mask.
+    """
+    import numpy as np
+    import torch
+
+    from ..io import (
+        brain_mask,
+        check_same_grid,
+        load_volume,
+        normalize_volume,
+        resample_to,
+    )
+
+    real_vol = load_volume(real)
+    others = {"fake": fake, "source": source, "mask": mask}
+    vols = {}
+    for name, path in others.items():
+        if path is None:
+            continue
+        vol = load_volume(path)
+        if resample:
+            vol = resample_to(vol, real_vol, order=0 if name == "mask" else 1)
+        else:
+            check_same_grid(vol, real_vol, names=(name, "real"))
+        vols[name] = vol
+    brain = brain_mask(real_vol.data)
+    if not brain.any():
+        from ..errors import EmptyReferenceError
+
+        raise EmptyReferenceError(f"real volume {real} is constant (e.g. all zero): no brain to compare against; "
+                                  "check the file")
+    brain_or_none = brain
+
+    def tensor(arr: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(device)
+
+    out = {
+        "real": tensor(normalize_volume(real_vol.data, brain_or_none)),
+        "fake": tensor(normalize_volume(vols["fake"].data, brain_or_none)),
+    }
+    if "source" in vols:
+        out["source"] = tensor(normalize_volume(vols["source"].data, brain_or_none))
+    if "mask" in vols:
+        out["mask"] = tensor((vols["mask"].data > 0.5).astype(np.float32))
+    return out

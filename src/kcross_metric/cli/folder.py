@@ -422,8 +422,7 @@ def run_folder(args: Any) -> int:
         volume_section,
         write_report,
     )
-    from ._common import EXIT_OK, atomic_write_text, check_output_path, check_report_path
-    from .score import load_inputs
+    from ._common import EXIT_OK, atomic_write_text, check_output_path, check_report_path, load_inputs
 
     if args.out is None:
         raise ConfigError("folder mode writes a CSV: pass --out scores.csv")

@@ -31,6 +31,7 @@ from ._common import (
     atomic_write_text,
     check_output_path,
     check_report_path,
+    load_inputs,
     run_main,
 )
 
@@ -117,65 +118,6 @@ def _print_text(name: str, res: dict[str, Any]) -> None:
     v = res["version"]
     sha = str(v.get("weights_sha256") or "")[:12]
     print(f"  kcross-metric {v.get('kcross_metric')}, weights {v.get('weights')} sha256 {sha}")
-
-
-def load_inputs(
-    fake: Path,
-    real: Path,
-    source: Path | None = None,
-    mask: Path | None = None,
-    *,
-    resample: bool = False,
-    device: Any = "cpu",
-) -> dict[str, Any]:
-    """Load one case as (1,1,D,H,W) float32 tensors in [0, 1] (``mask``: 0/1), as ``kcross-score`` does.
-
-    Every volume is checked to lie on the real volume's grid (or resampled onto it) and normalized
-    by its own robust percentiles inside the real volume's brain mask.
-    """
-    import numpy as np
-    import torch
-
-    from ..io import (
-        brain_mask,
-        check_same_grid,
-        load_volume,
-        normalize_volume,
-        resample_to,
-    )
-
-    real_vol = load_volume(real)
-    others = {"fake": fake, "source": source, "mask": mask}
-    vols = {}
-    for name, path in others.items():
-        if path is None:
-            continue
-        vol = load_volume(path)
-        if resample:
-            vol = resample_to(vol, real_vol, order=0 if name == "mask" else 1)
-        else:
-            check_same_grid(vol, real_vol, names=(name, "real"))
-        vols[name] = vol
-    brain = brain_mask(real_vol.data)
-    if not brain.any():
-        from ..errors import EmptyReferenceError
-
-        raise EmptyReferenceError(f"real volume {real} is constant (e.g. all zero): no brain to compare against; "
-                                  "check the file")
-    brain_or_none = brain
-
-    def tensor(arr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].to(device)
-
-    out = {
-        "real": tensor(normalize_volume(real_vol.data, brain_or_none)),
-        "fake": tensor(normalize_volume(vols["fake"].data, brain_or_none)),
-    }
-    if "source" in vols:
-        out["source"] = tensor(normalize_volume(vols["source"].data, brain_or_none))
-    if "mask" in vols:
-        out["mask"] = tensor((vols["mask"].data > 0.5).astype(np.float32))
-    return out
 
 
 def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:

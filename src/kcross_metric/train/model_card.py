@@ -5,7 +5,8 @@
 
 The card holds what can be read from the runs (configs, per-epoch losses and validation figures,
 wall time) and the fixed facts (data, licences, split, commands); free-text findings are appended
-with ``--notes FILE``.
+with ``--notes FILE``, without their HTML comments (the markers that tie the notes' figures to the
+results pages they quote, checked by tests/test_model_card_notes.py).
 
 Weights refitted on a base file (``kcross-train export --base-weights``) have runs only for the
 retrained stages: pass ``--base-card`` (the base weights' card) and the sections and wall times of
@@ -49,6 +50,11 @@ def _table(records: list[dict], max_rows: int = 25) -> str:
 def _config(run: Path) -> dict:
     state = run / "state.json"
     return json.loads(state.read_text(encoding="utf-8")).get("config", {}) if state.exists() else {}
+
+
+def card_notes(notes: str) -> str:
+    """The notes as the card holds them: HTML comments removed, with the blanks before them."""
+    return re.sub(r"[ \t]*<!--.*?-->", "", notes, flags=re.DOTALL).strip()
 
 
 _WALL_NAMES = {"segmenter": "segmenter", "stage1": "stage 1", "stage2": "stage 2"}
@@ -170,8 +176,9 @@ def render(
                 "Per-epoch losses and validation figures (`log.jsonl`):", "", _table(logs[name])]
     for path in appendices:
         out += [f"## Validation: `{path.name}`", "", path.read_text(encoding="utf-8").strip(), ""]
+    notes = card_notes(notes)
     if notes:
-        out += ["## Findings and limitations", "", notes.strip(), ""]
+        out += ["## Findings and limitations", "", notes, ""]
     return "\n".join(out) + "\n"
 
 
