@@ -1,11 +1,16 @@
-"""KCross.explain: equals KCross.score, exact contribution identity, error maps with known values."""
+"""KCross.explain: the KCross.score result plus error maps, exact contribution identity, error maps
+with known values."""
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from kcross_metric import KCross
+import kcross_metric.metric
+from kcross_metric import KCross, KCrossResult
+from kcross_metric.branches import BRANCHES, FEATURE_BRANCHES
 from kcross_metric.errors import ConfigError, ShapeError
 from kcross_metric.explain import KSPACE_ERROR_EPS, KCrossExplanation, explain
 from kcross_metric.phantom import make_pair
@@ -36,11 +41,13 @@ def pair_result(metric, volumes):
 
 def test_explain_equals_score_on_volumes(pair_result):
     ex, res = pair_result
-    assert isinstance(ex, KCrossExplanation)
-    torch.testing.assert_close(ex.score, res.score, rtol=0, atol=1e-6)
-    for k in ("complex", "tumor", "structure", "natural"):
-        torch.testing.assert_close(ex.branches[k], res.branches[k], rtol=0, atol=1e-6)
-    torch.testing.assert_close(ex.slice_scores, res.slice_scores, rtol=0, atol=1e-6, equal_nan=True)
+    assert isinstance(ex, KCrossExplanation) and isinstance(ex, KCrossResult)
+    assert torch.equal(ex.score, res.score)
+    for k in BRANCHES:
+        assert torch.equal(ex.branches[k], res.branches[k])
+        torch.testing.assert_close(ex.slice_branches[k], res.slice_branches[k], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(ex.slice_contributions[k], res.slice_contributions[k], rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(ex.slice_scores, res.slice_scores, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(ex.slice_used, res.slice_used)
     assert torch.equal(ex.has_lesion, res.has_lesion)
     assert torch.equal(ex.lesion_mask, res.lesion_mask)
@@ -112,6 +119,49 @@ def test_slices_data_range_and_kspace_reference_values(metric):
     assert explain(metric, real, real).score.shape == (1,)
 
 
+def test_explain_equals_score_in_float64(metric, volumes):
+    """One computation: the explanation carries KCross.score's values, bit for bit, in every dtype."""
+    fake, real, source, _ = (t.double() for t in volumes)
+    ex, res = metric.explain(fake, real, source), metric.score(fake, real, source)
+    assert ex.score.dtype == torch.float64 and torch.equal(ex.score, res.score)
+    assert all(torch.equal(ex.branches[k], res.branches[k]) for k in BRANCHES)
+
+
+def test_score_of_slices_has_no_per_slice_fields(metric):
+    """A result of slice inputs leaves the per-slice fields None; its explanation fills them (D = 1)."""
+    fake, real, source, _ = make_pair((32, 32), seed=0)
+    res, ex = metric.score(fake, real, source), metric.explain(fake, real, source)
+    assert res.slice_scores is None and res.slice_branches is None and res.slice_contributions is None
+    assert res.has_lesion.shape == (1,) and ex.has_lesion.shape == (1, 1)
+    assert torch.equal(ex.slice_scores[:, 0], res.score) and ex.slice_used.tolist() == [[True]]
+    assert all(torch.equal(ex.slice_branches[k][:, 0], res.branches[k]) for k in BRANCHES)
+    assert res.shares(0) == ex.shares(0) == ex.shares(0, 0)
+    assert ex.worst_slices(3) == [0]
+    with pytest.raises(ConfigError, match="per-slice"):
+        res.worst_slices(1)
+    with pytest.raises(ConfigError, match="per-slice"):
+        res.shares(0, 0)
+
+
+def test_explain_branches_name_is_deprecated():
+    import kcross_metric.explain as explain_module
+
+    with pytest.warns(DeprecationWarning, match="kcross_metric.branches.BRANCHES"):
+        assert explain_module.BRANCHES == BRANCHES
+
+
+def test_metric_never_imports_explain():
+    """Imports point one way, explain -> metric, also inside functions."""
+    tree = ast.parse(Path(kcross_metric.metric.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module or ''}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert not [name for name in imported if "explain" in name]
+
+
 def test_explain_validates_like_score(metric):
     x = torch.rand(1, 1, 32, 32)
     with pytest.raises(ShapeError):
@@ -123,12 +173,11 @@ def test_explain_validates_like_score(metric):
 def test_no_shares_when_nothing_to_share():
     """Identical images: every contribution ~0, so no branch gets a 'share' (not 62 % of noise)."""
     from kcross_metric.explain import MIN_SHARE_TOTAL
-    from kcross_metric.metric import KCross
     from kcross_metric.report.html import ReportEntry, volume_section
 
     x = torch.rand(1, 1, 3, 32, 32) * 0.8 + 0.1
     ex = KCross.untrained(seed=0).explain(x, x)
-    assert sum(float(ex.contributions[k][0]) for k in ("complex", "tumor", "structure")) < MIN_SHARE_TOTAL
+    assert sum(float(ex.contributions[k][0]) for k in FEATURE_BRANCHES) < MIN_SHARE_TOTAL
     assert set(ex.shares(0).values()) == {0.0}
     html = volume_section(ReportEntry("same", ex, x, x, None, {}), worst_n=1)
     assert 'class="bar"' not in html

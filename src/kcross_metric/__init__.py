@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .registry import create_metric, list_metrics, metric_info
-
-__version__ = "0.1.0.dev0"
 
 __all__ = ["KCross", "KCrossResult", "create_metric", "list_metrics", "metric_info", "__version__"]
 

@@ -20,16 +20,26 @@ from .nets.autoencoders import StructureAutoencoder, TumorAutoencoder
 from .nets.complex_unet import ComplexUNet
 
 __all__ = [
-    "relative_rms",
+    "BRANCHES",
+    "FEATURE_BRANCHES",
+    "LESION_AREA_FLOOR",
+    "N_KSPACE_BANDS",
+    "complex_branch_features",
     "complex_relative_rms",
     "kspace_band_features",
-    "complex_branch_features",
-    "tumor_branch_features",
-    "structure_branch_features",
     "lesion_change_features",
-    "N_KSPACE_BANDS",
-    "LESION_AREA_FLOOR",
+    "relative_rms",
+    "structure_branch_features",
+    "tumor_branch_features",
 ]
+
+#: The three branches of paper Sec. III, whose feature vectors this module computes; the parts of
+#: a score's shortfall that :meth:`~kcross_metric.metric.KCrossResult.shares` splits.
+FEATURE_BRANCHES = ("complex", "tumor", "structure")
+#: Keys of :attr:`KCrossResult.branches <kcross_metric.metric.KCrossResult.branches>`, in the order
+#: reports show them: the feature branches, then ``natural``, the natural score network's quality
+#: of tumor and structure together.
+BRANCHES = (*FEATURE_BRANCHES, "natural")
 
 N_KSPACE_BANDS = 16
 _EPS = 1e-6

@@ -8,7 +8,10 @@ target image (and optionally the source image the fake was synthesized from):
   ``[0, data_range]`` with a zero background (skull-stripped), or in ``[low, high]`` for
   ``data_range=(low, high)`` (e.g. ``(-1, 1)`` for a tanh generator; the background is then ``low``);
   3 identical channels (grayscale saved as RGB) are taken as one;
-* output (B,) scores in [0, 1], higher is better, 1 for a fake identical to the real image.
+* output (B,) scores in [0, 1], higher is better, 1 for a fake identical to the real image;
+  :meth:`KCross.score` returns them in a :class:`KCrossResult` with the branch qualities (and their
+  per-slice values for volumes), and :meth:`KCross.explain` a :class:`KCrossExplanation`, the same
+  result plus error maps.
 
 Three branches (paper Sec. III): a complex U-Net on normalized k-space, a tumor encoder on the
 lesion region (mask from a frozen segmenter, a user mask, or any callable), and a structure encoder
@@ -19,9 +22,10 @@ networks; the branch qualities are multiplied (``combine="product"``, see docs/d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, overload
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -38,39 +42,72 @@ from ._checks import (
     single_channel,
 )
 from .branches import (
+    BRANCHES,
+    FEATURE_BRANCHES,
     complex_branch_features,
     lesion_change_features,
     structure_branch_features,
     tumor_branch_features,
 )
 from .errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
-from .kspace import image_to_kspace
+from .kspace import fft2c, image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .explain import KCrossExplanation
-
-__all__ = ["KCross", "KCrossResult", "Segmenter", "WEIGHTS_FILENAME"]
+__all__ = [
+    "KSPACE_ERROR_EPS",
+    "MIN_SHARE_TOTAL",
+    "WEIGHTS_FILENAME",
+    "KCross",
+    "KCrossExplanation",
+    "KCrossResult",
+    "Segmenter",
+]
 
 Segmenter = Callable[[torch.Tensor], torch.Tensor]
 Combine = Literal["product", "mean", "complex", "natural"]
 _COMBINES = ("product", "mean", "complex", "natural")
 WEIGHTS_FILENAME = "kcross.safetensors"
 
+#: Contributions ``-log q`` summed over the feature branches below which :meth:`KCrossResult.shares`
+#: gives no shares: the scores display as 1.0000 and every branch at 0.0000
+MIN_SHARE_TOTAL = 1e-4
+#: Added to ``|fft2c(fake) - fft2c(real)|`` before the log of :attr:`KCrossExplanation.kspace_error`:
+#: identical slices give ``log(1e-8) = -18.4``.
+KSPACE_ERROR_EPS = 1e-8
+# Smallest quality used in -log q, so a quality that underflows to 0 gives a large finite value.
+_TINY = 1e-30
+_NO_SLICES = "{what} needs per-slice values: score a volume, or use KCross.explain for slices"
+
+
+def _neg_log(q: torch.Tensor) -> torch.Tensor:
+    return 0.0 - torch.log(q.clamp_min(_TINY))  # 0.0 - x: no negative zero for q == 1
+
 
 @dataclass
 class KCrossResult:
-    """Everything :meth:`KCross.score` computes.
+    """Everything :meth:`KCross.score` computes. ``B`` samples, ``D`` axial slices of volumes.
 
     Attributes:
-        score: (B,) quality in [0, 1], higher is better.
-        branches: ``{"complex", "tumor", "structure", "natural"}`` -> (B,) branch qualities in
-            [0, 1]. ``tumor`` is 1.0 where no lesion was found (the branch is dropped).
+        score: (B,) quality in [0, 1], higher is better; for volumes the mean over scored slices.
+        branches: :data:`~kcross_metric.branches.BRANCHES` (complex, tumor, structure, natural) ->
+            (B,) branch qualities ``exp(-network output)`` in [0, 1], for volumes the mean over
+            scored slices. ``tumor`` is 1.0 where no lesion was found (the branch is dropped).
         lesion_mask: bool mask, same shape as the inputs, the lesion region the tumor branch used.
         has_lesion: (B,) for slices, (B,D) for volumes: whether the tumor branch was active.
         slice_scores: (B,D) per-slice scores for volumes (NaN for slices not scored), else None.
         slice_used: (B,D) bool, slices that contain brain and were scored; None for slices.
         version: package version and the weights that produced the scores.
+        slice_branches: name -> (B,D) per-slice branch qualities for volumes (NaN for slices not
+            scored), else None.
+        combine: the metric's ``combine`` rule (the contribution identity below holds for
+            ``"product"``).
+
+    Contributions ``-log q`` (:attr:`contributions`, :attr:`slice_contributions`) tell how much each
+    branch pulls the score below 1. With ``combine="product"`` the score is
+    ``q_complex * q_natural``, so ``complex + natural`` contributions equal ``-log(score)`` exactly,
+    slice by slice. ``tumor`` and ``structure`` are the natural score network with the other
+    branch's difference vector zeroed (:meth:`KCross.qualities`), so they split the natural part
+    only approximately.
     """
 
     score: torch.Tensor
@@ -80,6 +117,83 @@ class KCrossResult:
     slice_scores: torch.Tensor | None = None
     slice_used: torch.Tensor | None = None
     version: dict[str, object] = field(default_factory=dict)
+    slice_branches: dict[str, torch.Tensor] | None = None
+    combine: str = "product"
+
+    @property
+    def contributions(self) -> dict[str, torch.Tensor]:
+        """Name -> (B,) ``-log(branches[name])`` (0 = this branch costs nothing)."""
+        return {k: _neg_log(q) for k, q in self.branches.items()}
+
+    @property
+    def slice_contributions(self) -> dict[str, torch.Tensor] | None:
+        """Name -> (B,D) per-slice ``-log q`` (NaN for slices not scored); None for slice inputs."""
+        if self.slice_branches is None or self.slice_used is None:
+            return None
+        out = {}
+        for k, q in self.slice_branches.items():
+            c = torch.full_like(q, float("nan"))
+            # the log of the scored slices alone: a vectorised log may round an element differently
+            # depending on its position, so the NaN padding must not shift them
+            c[self.slice_used] = _neg_log(q[self.slice_used])
+            out[k] = c
+        return out
+
+    def shares(self, sample: int = 0, slice_index: int | None = None) -> dict[str, float]:
+        """Fractions of the feature branches' (complex, tumor, structure) contributions (sum to 1),
+        or all 0 when the contributions sum to less than :data:`MIN_SHARE_TOTAL` (nothing to share
+        out: fractions of rounding noise would read as a diagnosis).
+
+        For one sample (volume mean) or, with ``slice_index``, one slice of it (volumes and
+        explanations only).
+        """
+        if slice_index is None:
+            contributions = self.contributions
+            parts = {k: float(contributions[k][sample]) for k in FEATURE_BRANCHES}
+        else:
+            per_slice = self.slice_contributions
+            if per_slice is None:
+                raise ConfigError(_NO_SLICES.format(what="shares(slice_index=...)"))
+            parts = {k: float(per_slice[k][sample, slice_index]) for k in FEATURE_BRANCHES}
+        parts = {k: (v if math.isfinite(v) else 0.0) for k, v in parts.items()}
+        total = sum(parts.values())
+        return {k: (v / total if total >= MIN_SHARE_TOTAL else 0.0) for k, v in parts.items()}
+
+    def worst_slices(self, n: int, sample: int = 0) -> list[int]:
+        """Indices of the ``n`` scored slices with the lowest scores, worst first (volumes and
+        explanations only)."""
+        if n < 0:
+            raise ConfigError(f"n must be >= 0, got {n}")
+        if self.slice_scores is None or self.slice_used is None:
+            raise ConfigError(_NO_SLICES.format(what="worst_slices"))
+        scores = self.slice_scores[sample].detach().float().cpu()
+        used = self.slice_used[sample].cpu()
+        idx = used.nonzero().squeeze(1)
+        order = torch.argsort(scores[idx], stable=True)
+        return [int(i) for i in idx[order][:n]]
+
+
+@dataclass(kw_only=True)
+class KCrossExplanation(KCrossResult):
+    """What :meth:`KCross.explain` returns: the pair's :class:`KCrossResult` plus two error maps.
+
+    The per-slice fields are filled for slice inputs too, with ``D = 1``: ``slice_scores``,
+    ``slice_used`` (all True), ``has_lesion`` and ``slice_branches`` are (B,1).
+
+    Attributes:
+        error_map: inputs' (1-channel) shape, ``|fake - real|`` over the span of ``data_range``,
+            in [0, 1].
+        kspace_error: inputs' shape, ``log(|fft2c(fake) - fft2c(real)| + KSPACE_ERROR_EPS)`` per
+            axial slice, centred (DC at ``(H//2, W//2)``), on the [0, 1]-scaled images.
+    """
+
+    error_map: torch.Tensor
+    kspace_error: torch.Tensor
+
+
+def _result_dtype(x: torch.Tensor) -> torch.dtype:
+    """Scores are float64 for float64 inputs, else float32 (the networks' precision)."""
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -232,7 +346,7 @@ class KCross(nn.Module):
 
     @property
     def version(self) -> dict[str, object]:
-        from . import __version__
+        from ._version import __version__
 
         info = {"kcross_metric": __version__, "combine": self.combine}
         info.update({k: v for k, v in self.weights_info.items() if k != "metadata"})
@@ -427,25 +541,36 @@ class KCross(nn.Module):
         source: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> KCrossResult:
-        """Score and explain: per-sample scores, branch qualities, lesion masks, per-slice scores.
+        """Per-sample scores, branch qualities and lesion masks; per-slice scores and branch
+        qualities for volumes (:class:`KCrossResult`).
 
         ``fake``, ``real``, ``source``: (B,1,H,W) or (B,1,D,H,W) in the metric's ``data_range``
         (3 identical channels are taken as one); ``mask``: optional lesion mask of that shape.
         """
         fake, real, source, mask = self._check_inputs(fake, real, source, mask)
-        out_dtype = fake.dtype if fake.dtype in (torch.float32, torch.float64) else torch.float32
         f, r, s = self._to_unit(fake), self._to_unit(real), self._to_unit(source)
+        return self._score_unit(f, r, s, mask, _result_dtype(fake))
+
+    def _score_unit(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        out_dtype: torch.dtype,
+    ) -> KCrossResult:
+        """Validated inputs in [0, 1] (:meth:`_to_unit`) -> the result, values in ``out_dtype``."""
         if fake.dim() == 4:
-            out = self._score_in_chunks(f, r, s, mask)
-            branches = {k: out[k].to(out_dtype) for k in ("complex", "tumor", "structure", "natural")}
+            out = self._score_in_chunks(fake, real, source, mask)
             return KCrossResult(
                 score=out["score"].to(out_dtype),
-                branches=branches,
+                branches={k: out[k].to(out_dtype) for k in BRANCHES},
                 lesion_mask=out["lesion_mask"],
                 has_lesion=out["has_lesion"],
                 version=self.version,
+                combine=self.combine,
             )
-        return self._score_volume(f, r, s, mask, out_dtype)
+        return self._score_volume(fake, real, source, mask, out_dtype)
 
     @overload
     def _to_unit(self, t: torch.Tensor) -> torch.Tensor: ...
@@ -523,12 +648,14 @@ class KCross(nn.Module):
         has_lesion[idx] = out["has_lesion"]
         return KCrossResult(
             score=volume_mean(out["score"]).to(out_dtype),
-            branches={k: volume_mean(out[k]).to(out_dtype) for k in ("complex", "tumor", "structure", "natural")},
+            branches={k: volume_mean(out[k]).to(out_dtype) for k in BRANCHES},
             lesion_mask=lesion_full.view(b, d, 1, h, w).permute(0, 2, 1, 3, 4),
             has_lesion=has_lesion.view(b, d),
             slice_scores=slice_scores.to(out_dtype),
             slice_used=used,
             version=self.version,
+            slice_branches={k: scatter(out[k], float("nan")).to(out_dtype) for k in BRANCHES},
+            combine=self.combine,
         )
 
     def forward(
@@ -548,10 +675,29 @@ class KCross(nn.Module):
         source: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> KCrossExplanation:
-        """Per-slice scores, branch contributions, lesion mask and error maps (:mod:`kcross_metric.explain`)."""
-        from .explain import explain
+        """:meth:`score` without gradients, plus the error maps (see :mod:`kcross_metric.explain`).
 
-        return explain(self, fake, real, source, mask)
+        Inputs as for :meth:`score`. Returns a :class:`KCrossExplanation`: the :class:`KCrossResult`
+        with its per-slice fields (B,D) also for slice inputs (``D = 1``), ``error_map`` and
+        ``kspace_error`` of the inputs' (1-channel) shape.
+        """
+        fake, real, source, mask = self._check_inputs(fake, real, source, mask)
+        with torch.no_grad():
+            f, r = self._to_unit(fake), self._to_unit(real)
+            res = self._score_unit(f, r, self._to_unit(source), mask, _result_dtype(fake))
+            error = (f - r).abs().to(res.score.dtype)
+            kspace_error = torch.log((fft2c(f) - fft2c(r)).abs() + KSPACE_ERROR_EPS).to(res.score.dtype)
+        if res.slice_scores is None:  # slice inputs: one slice per sample
+            res = replace(
+                res,
+                has_lesion=res.has_lesion[:, None],
+                slice_scores=res.score[:, None],
+                slice_used=torch.ones_like(res.has_lesion)[:, None],
+                slice_branches={k: q[:, None] for k, q in res.branches.items()},
+            )
+        return KCrossExplanation(
+            **{fld.name: getattr(res, fld.name) for fld in fields(res)}, error_map=error, kspace_error=kspace_error
+        )
 
     def extra_repr(self) -> str:
         return f"data_range={self.data_range}, reduction={self.reduction!r}, combine={self.combine!r}, pretrained={self.weights_info.get('pretrained')}"

@@ -719,7 +719,7 @@ def hub_download(
     hub = endpoint or getattr(hf_constants, "ENDPOINT", "https://huggingface.co")
     exc_types = _hub_exceptions()
 
-    from . import __version__
+    from ._version import __version__
 
     try:
         local = huggingface_hub.hf_hub_download(

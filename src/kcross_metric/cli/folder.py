@@ -415,6 +415,7 @@ def run_folder(args: Any) -> int:
     """Folder mode body (arguments already parsed and the device checked)."""
     import torch
 
+    from ..branches import BRANCHES, FEATURE_BRANCHES
     from ..metric import KCross
     from ..report.html import (
         ReportEntry,
@@ -520,7 +521,7 @@ def run_folder(args: Any) -> int:
                             "has_lesion": bool(res.has_lesion[0, k]),
                             "kcross": float(res.slice_scores[0, k]),
                         }
-                        for b in ("complex", "tumor", "structure", "natural"):
+                        for b in BRANCHES:
                             srow[f"kcross_{b}"] = float(res.slice_branches[b][0, k])
                         srow.update({n: v[k] for n, v in bvals.per_slice.items()})
                         slice_csv.append(srow, sync=False)
@@ -532,7 +533,7 @@ def run_folder(args: Any) -> int:
                     "source": pair.source or "",
                     "mask": pair.mask or "",
                     "kcross": float(res.score[0]),
-                    **{f"kcross_{b}": float(res.branches[b][0]) for b in ("complex", "tumor", "structure", "natural")},
+                    **{f"kcross_{b}": float(res.branches[b][0]) for b in BRANCHES},
                     "slices_scored": int(used.sum()),
                     "slices_total": int(used.numel()),
                     "slices_with_lesion": int(res.has_lesion[0].sum()),
@@ -567,7 +568,7 @@ def run_folder(args: Any) -> int:
                 {
                     "name": pair.name,
                     "kcross": row_s["kcross"],
-                    **{b: row_s[f"kcross_{b}"] for b in ("complex", "tumor", "structure")},
+                    **{b: row_s[f"kcross_{b}"] for b in FEATURE_BRANCHES},
                     "slices": row_s["slices_scored"],
                     "lesion slices": row_s["slices_with_lesion"],
                     **{n: row_s.get(n, "") for n in names},

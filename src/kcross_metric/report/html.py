@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..branches import BRANCHES
 from ..errors import ConfigError
 from ..explain import MIN_SHARE_TOTAL
 from .png import colormap_rgb, gray_rgb, overlay_mask, png_data_uri, to_display
@@ -144,7 +145,7 @@ def _img(uri: str, caption: str, alt: str, h: int, w: int) -> str:
 def _branch_table(q: Mapping[str, float], c: Mapping[str, float], shares: Mapping[str, float]) -> str:
     rows = ['<table><tr><th class="l">branch</th><th>quality q</th><th>-log q</th><th class="l">share</th></tr>']
     any_share = any(v > 0 for v in shares.values())  # all 0: nothing to share out, show no bars
-    for k in ("complex", "tumor", "structure", "natural"):
+    for k in BRANCHES:
         share = shares.get(k)
         bar = "" if share is None or not any_share else f'<span class="bar" style="width:{max(share, 0.0) * 120:.0f}px"></span> {share * 100:.0f}%'
         rows.append(

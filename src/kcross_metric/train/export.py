@@ -108,7 +108,7 @@ def export_weights(
     Every part needs a run, or ``base_weights`` to take the parts without a run from; the base
     file's metadata of those parts is kept and its SHA-256 recorded as ``base_weights_sha256``.
     """
-    from .. import __version__
+    from .._version import __version__
     from ..errors import ConfigError
 
     runs = {"segmenter": segmenter_run, "stage1": stage1_run, "stage2": stage2_run}
