@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kcross_metric.shared_data import ENV_VAR
+from kcross_metric._util.shared_data import ENV_VAR
 
 CHECKOUT_SHARED = Path(__file__).resolve().parents[2] / "shared"
 

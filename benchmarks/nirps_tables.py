@@ -35,7 +35,7 @@ from kcross_metric.evaluation.tables import (
     resolve_directions,
     write_atomic,
 )
-from kcross_metric.shared_data import shared_path
+from kcross_metric._util.shared_data import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "model")

@@ -88,7 +88,7 @@ def _env(threads: int | None) -> dict[str, str]:
 
 def _bundled_weights() -> bool:
     from kcross_metric.errors import WeightsError
-    from kcross_metric.metric import WEIGHTS_FILENAME
+    from kcross_metric.core.metric import WEIGHTS_FILENAME
     from kcross_metric.weights import resolve_weights
 
     try:
@@ -115,7 +115,7 @@ def _build(name: str, channels_last: bool) -> Callable[..., Any]:
 def _inputs(batch: int, channels_last: bool) -> tuple[Any, Any, Any]:
     import torch
 
-    from kcross_metric.phantom import make_pair
+    from kcross_metric.data.phantom import make_pair
 
     fakes, reals, sources = [], [], []
     for i in range(batch):
@@ -178,7 +178,7 @@ def profile_kcross(batch: int) -> str:
     """CPU time per K-CROSS network and the top operators, for one call on ``batch`` slices."""
     import torch
 
-    import kcross_metric.metric as km
+    import kcross_metric.core.metric as km
 
     metric = _build("kcross", channels_last=False)
     fake, real, source = _inputs(batch, channels_last=False)
@@ -242,7 +242,7 @@ def _volume_inputs(folder: Path) -> tuple[list[Path], str]:
     import numpy as np
     from scipy.ndimage import gaussian_filter
 
-    from kcross_metric.shared_data import shared_path
+    from kcross_metric._util.shared_data import shared_path
 
     case = shared_path(*VOLUME_CASE)
     if case is not None:
@@ -254,9 +254,9 @@ def _volume_inputs(folder: Path) -> tuple[list[Path], str]:
         fake = folder / "fake_t2w_blur1.nii.gz"
         nib.save(nib.Nifti1Image(fake_data.astype(np.float32), img.affine), str(fake))
         return [fake, real, source], f"BraTS {case.name}: real t2w, source t1n, fake = t2w blurred (sigma 1 voxel)"
-    from kcross_metric.phantom import make_pair
+    from kcross_metric.data.phantom import make_pair
 
-    # (D,H,W) = (155,240,240): axial slices along the first axis, as kcross_metric.io reads them.
+    # (D,H,W) = (155,240,240): axial slices along the first axis, as kcross_metric.data.io reads them.
     fake_t, real_t, source_t, _ = make_pair((155, 240, 240), seed=0)
     paths = []
     for label, t in (("fake", fake_t), ("real", real_t), ("source", source_t)):
@@ -278,7 +278,7 @@ def volume_benchmark(threads: int | None, slice_batch_sizes: list[int]) -> list[
         if not _bundled_weights():
             import torch
 
-            from kcross_metric.nets.kcross_nets import KCrossNetworks
+            from kcross_metric.core.nets.kcross_nets import KCrossNetworks
             from kcross_metric.weights import save_safetensors
 
             torch.manual_seed(0)

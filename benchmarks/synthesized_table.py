@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from kcross_metric import KCross, create_metric, metric_info
-from kcross_metric._files import atomic_write_text
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation import bootstrap_ci, srocc, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import pairs_from_synthesized
 from kcross_metric.train.translation.synthesize import load_synthesized_set

@@ -1,7 +1,7 @@
 """2AFC accuracy of K-CROSS (and its branches, as the paper's ablation) against every baseline and the
 deep feature distances (DFD) on the clinically ordered pair set built from the validation cases.
 
-    python -m kcross_metric.train.ratedsets.twoafc --out runs/twoafc_val --split validation --n-pairs-per-rule 100
+    kcross-train pairs --out runs/twoafc_val --split validation --n-pairs-per-rule 100
     python benchmarks/twoafc_table.py runs/twoafc_val/pairs.csv --out docs/results-twoafc.md
 
 Accuracy = fraction of pairs where the metric prefers the side that is better by construction
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from kcross_metric import KCross, create_metric, metric_info
-from kcross_metric._files import atomic_write_text
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.errors import ConfigError, FileFormatError
 from kcross_metric.evaluation import bootstrap_ci, two_afc_per_pair
 from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, load_twoafc_set

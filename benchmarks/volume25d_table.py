@@ -15,14 +15,14 @@ the mild copy is better by construction. Which side (a/b) is the mild one is ran
 follows ``--seed``. Families (severity ranges in :data:`FAMILIES`):
 
 * ``undersample`` (slice-wise k-space): every axial slice is undersampled along its last in-plane
-  axis (left-right, the phase-encoding columns of :mod:`kcross_metric.distortions`) with its own
+  axis (left-right, the phase-encoding columns of :mod:`kcross_metric.data.distortions`) with its own
   equispaced cartesian mask, zero-filled magnitude reconstruction;
 * ``motion`` (slice-wise k-space): per axial slice, 30 % of the phase-encoding lines acquired
   with a random rigid in-plane shift;
 * ``blur`` (3-D isotropic Gaussian), ``noise`` (3-D Rician), ``bias`` (smooth 3-D multiplicative
   field from low-order cosines), ``contrast`` (gamma change, voxel-wise).
 
-Scoring: :func:`kcross_metric.volume25d.score_25d` one plane at a time, so that only every
+Scoring: :func:`kcross_metric.evaluation.volume25d.score_25d` one plane at a time, so that only every
 ``--stride``-th slice of that plane is scored (default 3, offset ``stride // 2``; brain mask from
 the real volume as in ``score_25d``); "2.5D" is the mean of the three plane values, as
 ``score_25d`` computes it. With ``--stride 1`` every slice is scored. Accuracy: 2AFC credit per
@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kcross_metric import distortions as D
+from kcross_metric.data import distortions as D
 from kcross_metric.errors import ConfigError, ShapeError
 from kcross_metric.evaluation import bootstrap_ci, two_afc_per_pair
-from kcross_metric.volume25d import PLANES, score_25d
+from kcross_metric.evaluation.volume25d import PLANES, score_25d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from twoafc_table import cached_scores, metric_settings
@@ -584,7 +584,7 @@ voxels of 1 mm become {args.downsample} mm voxels) and cropped to the brain's bo
 {args.margin} voxels: D x H x W = {shape[0]} x {shape[1]} x {shape[2]}. Each plane is scored on
 {every} (axial {n_slices['axial']}, coronal {n_slices['coronal']}, sagittal
 {n_slices['sagittal']} slices; those without brain in the real volume are skipped) through
-`kcross_metric.volume25d.score_25d`; "2.5D" is the mean of the three plane values.
+`kcross_metric.evaluation.volume25d.score_25d`; "2.5D" is the mean of the three plane values.
 {len(pairs)} pairs = {len({q.family for q in pairs})} families x {len(DEFAULT_CONTRASTS)} fake
 contrasts x {args.replicates} replicate(s), severities drawn uniformly from:
 

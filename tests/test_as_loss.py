@@ -1,4 +1,4 @@
-"""K-CROSS as a training loss (kcross_metric.metrics.kcross_loss): a tiny T1->T2 generator learns,
+"""K-CROSS as a training loss (kcross_metric.integrations.metrics.kcross_loss): a tiny T1->T2 generator learns,
 gradients reach the generator and never the metric's networks."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ pytest.importorskip("torchmetrics")
 
 from kcross_metric import KCross
 from kcross_metric.errors import ConfigError, RangeError
-from kcross_metric.metrics import KCrossLoss, kcross_loss
-from kcross_metric.phantom import make_phantom
+from kcross_metric.integrations.metrics import KCrossLoss, kcross_loss
+from kcross_metric.data.phantom import make_phantom
 
 
 @pytest.fixture(scope="module", autouse=True)

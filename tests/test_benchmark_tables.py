@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from kcross_metric.errors import ConfigError, FileFormatError
-from kcross_metric.phantom import make_phantom
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, write_twoafc_set
-from kcross_metric.volume25d import score_25d
+from kcross_metric.evaluation.volume25d import score_25d
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

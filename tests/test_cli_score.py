@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from kcross_metric.cli.score import main
-from kcross_metric.nets.kcross_nets import KCrossNetworks
-from kcross_metric.phantom import make_phantom
+from kcross_metric.core.nets.kcross_nets import KCrossNetworks
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.weights import save_safetensors, write_checksums
 
 
@@ -121,7 +121,7 @@ def test_empty_reference_volume_is_an_error(volumes, weights_file, tmp_path, cap
 
 def test_empty_reference_in_python_names_the_volume():
     from kcross_metric.errors import EmptyReferenceError, InputError
-    from kcross_metric.metric import KCross
+    from kcross_metric.core.metric import KCross
 
     real = torch.rand(2, 1, 3, 32, 32)
     real[1] = 0.0

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from kcross_metric.nn.complex import (
+from kcross_metric.core.nets.complex import (
     ComplexBatchNorm2d,
     ComplexConv2d,
     ComplexConvTranspose2d,

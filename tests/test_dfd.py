@@ -1,4 +1,4 @@
-"""Deep feature distances (kcross_metric.dfd)."""
+"""Deep feature distances (kcross_metric.baselines.dfd)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import need_shared, need_imagenet
 from torch import nn
 
 from kcross_metric import weights as weights_mod
-from kcross_metric.dfd import DFD, dfd
+from kcross_metric.baselines.dfd import DFD, dfd
 from kcross_metric.errors import (
     ChannelError,
     ConfigError,
@@ -18,8 +18,8 @@ from kcross_metric.errors import (
     UntrainedWeightsError,
     WeightsNotFoundError,
 )
-from kcross_metric.nets.ssfd import SSFDInpainter, zscore
-from kcross_metric.phantom import make_phantom
+from kcross_metric.baselines._ssfd import SSFDInpainter, zscore
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.registry import create_metric, metric_info
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kcross_metric import distortions as D
+from kcross_metric.data import distortions as D
 from kcross_metric.errors import ChannelError, ConfigError, RangeError, ShapeError
 
 H = W = 64

@@ -20,8 +20,8 @@ if not dist.is_available() or not dist.is_gloo_available():  # pragma: no cover
     pytest.skip("torch.distributed with the gloo backend is not available", allow_module_level=True)
 
 from kcross_metric import KCross
-from kcross_metric.metrics import KCrossMetric, MAEMetric, RegistryMetric, SSIMMetric
-from kcross_metric.phantom import make_pair
+from kcross_metric.integrations.metrics import KCrossMetric, MAEMetric, RegistryMetric, SSIMMetric
+from kcross_metric.data.phantom import make_pair
 
 N_SAMPLES = 7
 #: scenario -> per rank, the (start, stop) slices of the dataset it updates with, in order.

@@ -122,7 +122,7 @@ def weights_env(tmp_path_factory) -> dict[str, str]:
         return {}
     import torch
 
-    from kcross_metric.nets.kcross_nets import KCrossNetworks
+    from kcross_metric.core.nets.kcross_nets import KCrossNetworks
     from kcross_metric.weights import save_safetensors, write_checksums
 
     d = tmp_path_factory.mktemp("weights")
@@ -250,7 +250,7 @@ def _exec_python(block_body: str, name: str, namespace: dict[str, object]) -> No
 def _run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str], monkeypatch) -> list[str]:
     """Run the tested blocks in page order; skip the rest of the page at a missing shared path."""
     from kcross_metric.baselines import backbone_available
-    from kcross_metric.shared_data import shared_path
+    from kcross_metric._util.shared_data import shared_path
 
     monkeypatch.chdir(cwd)
     for key, value in env.items():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import kcross_metric.metric
+import kcross_metric.core.metric
 from kcross_metric import KCross, KCrossResult
-from kcross_metric.branches import BRANCHES, FEATURE_BRANCHES
+from kcross_metric.core.branches import BRANCHES, FEATURE_BRANCHES
 from kcross_metric.errors import ConfigError, ShapeError
-from kcross_metric.explain import KSPACE_ERROR_EPS, KCrossExplanation, explain
-from kcross_metric.phantom import make_pair
+from kcross_metric.core.explain import KSPACE_ERROR_EPS, KCrossExplanation, explain
+from kcross_metric.data.phantom import make_pair
 
 
 @pytest.fixture(scope="module")
@@ -144,15 +144,15 @@ def test_score_of_slices_has_no_per_slice_fields(metric):
 
 
 def test_explain_branches_name_is_deprecated():
-    import kcross_metric.explain as explain_module
+    import kcross_metric.core.explain as explain_module
 
-    with pytest.warns(DeprecationWarning, match="kcross_metric.branches.BRANCHES"):
+    with pytest.warns(DeprecationWarning, match="kcross_metric.core.branches.BRANCHES"):
         assert explain_module.BRANCHES == BRANCHES
 
 
 def test_metric_never_imports_explain():
     """Imports point one way, explain -> metric, also inside functions."""
-    tree = ast.parse(Path(kcross_metric.metric.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(kcross_metric.core.metric.__file__).read_text(encoding="utf-8"))
     imported = {
         alias.name if isinstance(node, ast.Import) else f"{node.module or ''}.{alias.name}"
         for node in ast.walk(tree)
@@ -172,7 +172,7 @@ def test_explain_validates_like_score(metric):
 
 def test_no_shares_when_nothing_to_share():
     """Identical images: every contribution ~0, so no branch gets a 'share' (not 62 % of noise)."""
-    from kcross_metric.explain import MIN_SHARE_TOTAL
+    from kcross_metric.core.explain import MIN_SHARE_TOTAL
     from kcross_metric.report.html import ReportEntry, volume_section
 
     x = torch.rand(1, 1, 3, 32, 32) * 0.8 + 0.1
@@ -185,7 +185,7 @@ def test_no_shares_when_nothing_to_share():
 
 def test_explain_refuses_an_empty_reference_like_score():
     from kcross_metric.errors import EmptyReferenceError
-    from kcross_metric.metric import KCross
+    from kcross_metric.core.metric import KCross
 
     metric = KCross.untrained(seed=0)
     real = torch.zeros(1, 1, 4, 32, 32)

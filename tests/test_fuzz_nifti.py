@@ -1,4 +1,4 @@
-"""Seeded fuzzing of the NIfTI reader (:func:`kcross_metric.io.load_volume`).
+"""Seeded fuzzing of the NIfTI reader (:func:`kcross_metric.data.io.load_volume`).
 
 ~200 corrupted variants of a valid small NIfTI (truncation at random offsets, random bytes flipped
 in the header or the data, zeroed header, random header fields, random garbage, gzip of garbage).
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from kcross_metric.errors import FileFormatError, InputError
-from kcross_metric.io import Volume, load_image, load_volume
+from kcross_metric.data.io import Volume, load_image, load_volume
 
 SHAPE = (6, 7, 5)
 HEADER_BYTES = 348  # NIfTI-1 header; voxel data start at vox_offset = 352

@@ -13,10 +13,29 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "kcross_metric"
 CLI = f"{PACKAGE}.cli"
+
+#: The layers of the package, lowest first (docs/architecture.md): a module may import its own
+#: layer group and lower layers only. ``core`` and ``baselines`` share a rank and import neither
+#: each other nor anything above them.
+LAYER_RANK = {
+    "errors": 0, "_version": 0, "_moved": 0,
+    "_util": 1,
+    "weights": 2,
+    "data": 3,
+    "core": 4, "baselines": 4,
+    "registry": 5,
+    "evaluation": 6,
+    "integrations": 7,
+    "train": 8,
+    "report": 9,
+    "cli": 10,
+}
 
 
 def _module_names() -> dict[str, Path]:
@@ -124,10 +143,10 @@ def test_graph_reader_resolves_relative_and_lazy_imports() -> None:
     graph = import_graph()
     # module level, relative from a package's submodule
     assert f"{PACKAGE}.cli._common" in graph[f"{PACKAGE}.cli.score"]
-    # function level, two levels up (`from .._files import atomic_write_text` in main())
-    assert f"{PACKAGE}._files" in graph[f"{PACKAGE}.train.model_card"]
+    # function level, two levels up (`from .._util.files import atomic_write_text` in _model_card())
+    assert f"{PACKAGE}._util.files" in graph[f"{PACKAGE}.cli.train"]
     # `from .registry import ...` in the package's __init__, and its import under TYPE_CHECKING
-    assert {f"{PACKAGE}.registry", f"{PACKAGE}.metric"} <= graph[PACKAGE]
+    assert {f"{PACKAGE}.registry", f"{PACKAGE}.core.metric"} <= graph[PACKAGE]
     # `from ._version import __version__` (function level) points at the module
     assert f"{PACKAGE}._version" in graph[f"{PACKAGE}.weights"]
 
@@ -145,3 +164,36 @@ def test_no_import_cycles() -> None:
 def test_no_import_of_cli_from_outside_cli() -> None:
     importers = _cli_importers(import_graph())
     assert not importers, f"modules outside cli/ importing it: {importers}"
+
+
+def _layer(module: str) -> str | None:
+    """The layer group of a module (``None`` for the package's ``__init__``, which sits on top)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_module_has_a_layer() -> None:
+    unknown = {m for m in import_graph() if _layer(m) is not None and _layer(m) not in LAYER_RANK}
+    assert not unknown, f"modules outside the known layers (add them to LAYER_RANK and docs/architecture.md): {unknown}"
+
+
+def test_imports_point_down() -> None:
+    upward = []
+    for module, targets in import_graph().items():
+        source = _layer(module)
+        if source is None:
+            continue
+        for target in targets:
+            layer = _layer(target)
+            if layer is None:
+                upward.append(f"{module} -> {target} (the package __init__)")
+            elif layer != source and LAYER_RANK[layer] >= LAYER_RANK[source]:
+                upward.append(f"{module} -> {target}")
+    assert not upward, "imports from a lower layer to a higher one (or across core/baselines):\n" + "\n".join(sorted(upward))
+
+
+def test_layer_rule_catches_an_upward_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    graph = {f"{PACKAGE}.core.metric": {f"{PACKAGE}.baselines.ssim"}, f"{PACKAGE}.data.io": {f"{PACKAGE}.train.data"}}
+    monkeypatch.setitem(globals(), "import_graph", lambda: graph)
+    with pytest.raises(AssertionError, match="core.metric -> kcross_metric.baselines.ssim"):
+        test_imports_point_down()

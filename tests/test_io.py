@@ -19,7 +19,7 @@ from kcross_metric.errors import (
     OutputExistsError,
     ShapeError,
 )
-from kcross_metric.io import (
+from kcross_metric.data.io import (
     Volume,
     brain_mask,
     check_same_grid,

@@ -12,7 +12,7 @@ import pytest
 
 from kcross_metric.cli.score import main as score_main
 from kcross_metric.errors import FileFormatError, GridMismatchError
-from kcross_metric.io import check_same_grid, load_volume
+from kcross_metric.data.io import check_same_grid, load_volume
 
 sitk = pytest.importorskip("SimpleITK")
 
@@ -134,7 +134,7 @@ def test_without_simpleitk_the_error_says_what_to_install(rotated, tmp_path: Pat
 
 def test_cli_scores_mha_and_checks_grids(rotated, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """kcross-score on MetaImage/NRRD files: the same result as on the NIfTI files; grid checks hold."""
-    from kcross_metric.phantom import make_phantom
+    from kcross_metric.data.phantom import make_phantom
 
     ph = make_phantom((16, 48, 48), contrasts=("t2",), seed=0)["t2"][0, 0].numpy().transpose(2, 1, 0)
     real = _nifti(tmp_path / "real.nii.gz", ph, np.diag([1.0, 1.0, 2.0, 1.0]))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kcross_metric.kspace import (
+from kcross_metric.core.kspace import (
     amplitude,
     denormalize_kspace,
     fft2c,

@@ -1,4 +1,4 @@
-"""Cyclic 2.5D perceptual loss (kcross_metric.losses25d)."""
+"""Cyclic 2.5D perceptual loss (kcross_metric.integrations.losses)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import torch
 from conftest import need_shared, need_imagenet
 
 from kcross_metric.errors import ConfigError
-from kcross_metric.losses25d import (
+from kcross_metric.integrations.losses import (
     Cyclic25DLoss,
     CyclicPlaneSchedule,
     PlanePerceptualLoss,
     minmax_per_slice,
 )
-from kcross_metric.phantom import make_phantom
+from kcross_metric.data.phantom import make_phantom
 
 A, C, S = "axial", "coronal", "sagittal"
 

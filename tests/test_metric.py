@@ -13,7 +13,7 @@ from kcross_metric.errors import (
     ShapeError,
     UntrainedWeightsError,
 )
-from kcross_metric.phantom import make_pair
+from kcross_metric.data.phantom import make_pair
 
 
 @pytest.fixture(scope="module")

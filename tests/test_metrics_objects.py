@@ -1,4 +1,4 @@
-"""torchmetrics classes (kcross_metric.metrics): running sums, per-sample values, registry metadata,
+"""torchmetrics classes (kcross_metric.integrations.metrics): running sums, per-sample values, registry metadata,
 lazy import, K-CROSS wrapping with and without a weights file."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, list_metrics, metric_info
 from kcross_metric.errors import ConfigError, RangeError, ShapeError
-from kcross_metric.metrics import (
+from kcross_metric.integrations.metrics import (
     DISTSMetric,
     GMSDMetric,
     KCrossMetric,
@@ -29,7 +29,7 @@ from kcross_metric.metrics import (
     SSIMMetric,
     metric_class,
 )
-from kcross_metric.phantom import make_pair
+from kcross_metric.data.phantom import make_pair
 
 ALIASES = {
     "kcross": KCrossMetric,
@@ -221,7 +221,7 @@ def test_kcross_metric_ignores_module_reduction_and_takes_volumes():
 
 
 def test_kcross_metric_from_weights_file(tmp_path: Path):
-    from kcross_metric.nets.kcross_nets import KCrossNetworks
+    from kcross_metric.core.nets.kcross_nets import KCrossNetworks
     from kcross_metric.weights import save_safetensors
 
     torch.manual_seed(3)
@@ -272,7 +272,7 @@ def test_missing_torchmetrics_is_a_clear_error():
         "import sys\n"
         "sys.modules['torchmetrics'] = None  # as if not installed\n"
         "try:\n"
-        "    import kcross_metric.metrics\n"
+        "    import kcross_metric.integrations.metrics\n"
         "except ImportError as e:\n"
         "    print(e)\n"
         "else:\n"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from kcross_metric import KCross
-from kcross_metric.branches import lesion_change_features
+from kcross_metric.core.branches import lesion_change_features
 from kcross_metric.errors import ConfigError, WeightsError
-from kcross_metric.nets.kcross_nets import KCrossNetworks, head_energies
-from kcross_metric.nets.score import MonotoneScoreNet, complex_monotone_inputs
+from kcross_metric.core.nets.kcross_nets import KCrossNetworks, head_energies
+from kcross_metric.core.nets.score import MonotoneScoreNet, complex_monotone_inputs
 from kcross_metric.train.ratedsets import ladders as L
 from kcross_metric.train.ratedsets import twoafc as T
 
@@ -65,7 +65,7 @@ def test_lesion_change_features():
 
 
 def _case(seed: int = 0, size: int = 64) -> T.CaseSlices:
-    from kcross_metric.phantom import make_phantom
+    from kcross_metric.data.phantom import make_phantom
 
     slices = [make_phantom((size, size), contrasts=("t1", "t2"), seed=seed + k) for k in range(2)]
     images = {c: np.stack([s[c][0, 0].numpy() for s in slices]) for c in ("t1", "t2")}

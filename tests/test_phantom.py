@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kcross_metric.errors import ConfigError, ShapeError
-from kcross_metric.phantom import (
+from kcross_metric.data.phantom import (
     CONTRASTS,
     TISSUES,
     make_pair,

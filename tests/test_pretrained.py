@@ -11,7 +11,7 @@ import torch
 
 from conftest import need_shared
 from kcross_metric import KCross
-from kcross_metric.distortions import gaussian_blur, rician_noise, undersample
+from kcross_metric.data.distortions import gaussian_blur, rician_noise, undersample
 from kcross_metric.weights import bundled_dir
 
 
@@ -58,7 +58,7 @@ def test_more_severe_distortion_scores_lower(metric, brats_slices):
 
 def test_real_volume_scores_and_slices(metric):
     path = need_shared("data", "brats", "BraTS-GLI-00001-000", "BraTS-GLI-00001-000-t2w.nii.gz")
-    from kcross_metric.io import load_volume, normalize_volume
+    from kcross_metric.data.io import load_volume, normalize_volume
 
     vol = normalize_volume(load_volume(path).data)[60:68]  # 8 slices keep the test fast
     real = torch.from_numpy(np.ascontiguousarray(vol))[None, None]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kcross_metric import KCross
-from kcross_metric.phantom import make_pair, make_phantom
+from kcross_metric.data.phantom import make_pair, make_phantom
 from kcross_metric.train.ratedsets.ladders import LADDERS
 from kcross_metric.weights import bundled_dir, sha256_file
 

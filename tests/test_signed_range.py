@@ -20,17 +20,17 @@ from torch import nn
 from conftest import imagenet_available
 
 from kcross_metric import KCross, create_metric, list_metrics
-from kcross_metric._checks import (
+from kcross_metric._util.checks import (
     IntensityRange,
     check_data_range,
     format_data_range,
     intensity_range,
     prepare_image_pair,
 )
-from kcross_metric.dfd import DFD
+from kcross_metric.baselines.dfd import DFD
 from kcross_metric.errors import ChannelError, ConfigError, NonFiniteError, RangeError
-from kcross_metric.phantom import make_pair
-from kcross_metric.volume25d import score_25d
+from kcross_metric.data.phantom import make_pair
+from kcross_metric.evaluation.volume25d import score_25d
 
 CLASSICAL = ("mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd")
 DEEP = ("lpips_alex", "lpips_vgg", "dists")
@@ -175,7 +175,7 @@ def test_any_range_maps_affinely() -> None:
 
 def test_functional_forms_and_every_registry_name_take_a_range() -> None:
     from kcross_metric.baselines import gmsd, mae, ms_ssim, nlpd, psnr, ssim
-    from kcross_metric.dfd import dfd
+    from kcross_metric.baselines.dfd import dfd
 
     fake, real, _ = _unit_pair(48)
     sf, sr = _signed(fake), _signed(real)
@@ -350,7 +350,7 @@ def test_baselines_keep_scoring_every_channel() -> None:
 # ------------------------------------------------------------------------------------ the losses
 def _generator_step_grads(data_range: object, to_input) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
     pytest.importorskip("torchmetrics")
-    from kcross_metric.metrics import KCrossLoss
+    from kcross_metric.integrations.metrics import KCrossLoss
 
     fake, real, source = _unit_pair(48)
     leaf = _signed(fake).clone().requires_grad_(True)  # a tanh generator's output
@@ -370,7 +370,7 @@ def test_kcross_loss_values_and_gradients_equal_the_rescaled_ones() -> None:
 
 def test_kcross_loss_clamps_to_the_range() -> None:
     pytest.importorskip("torchmetrics")
-    from kcross_metric.metrics import KCrossLoss
+    from kcross_metric.integrations.metrics import KCrossLoss
 
     fake, real, _ = _unit_pair(48, b=1)
     over = (_signed(fake) * 1.2).requires_grad_(True)  # a linear output layer overshoots
@@ -382,7 +382,7 @@ def test_kcross_loss_clamps_to_the_range() -> None:
 
 
 def test_cyclic25d_loss_with_a_signed_range() -> None:
-    from kcross_metric.losses25d import Cyclic25DLoss, PlanePerceptualLoss
+    from kcross_metric.integrations.losses import Cyclic25DLoss, PlanePerceptualLoss
 
     fake_v, real_v, _, _ = make_pair((16, 16, 16), seed=2)
 
@@ -431,7 +431,7 @@ def test_score_25d_with_a_signed_range() -> None:
 # --------------------------------------------------------------- torchmetrics classes (pix2pix)
 def test_pix2pix_loop_passes_its_tensors_straight_in() -> None:
     pytest.importorskip("torchmetrics")
-    from kcross_metric.metrics import KCrossMetric, PSNRMetric, RegistryMetric, SSIMMetric
+    from kcross_metric.integrations.metrics import KCrossMetric, PSNRMetric, RegistryMetric, SSIMMetric
 
     batches = [_unit_pair(48, b=2, seed=s) for s in (0, 2)]
     signed = {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from kcross_metric.phantom import make_phantom
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.train.translation.synthesize import COLUMNS, load_synthesized_set
 
 S = 64

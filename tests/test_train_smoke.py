@@ -8,7 +8,7 @@ import torch
 
 from conftest import need_shared, need_imagenet
 from kcross_metric.cli.train import main as train_main
-from kcross_metric.metric import KCross
+from kcross_metric.core.metric import KCross
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_bad_config_key_is_a_clear_error(tmp_path, capsys):
 
 def test_stage2_adds_further_pair_sets(runs, tmp_path):
     """--add-pairs appends a pair set (here: 3 noise-level pairs of a phantom) to the training pairs."""
-    from kcross_metric.phantom import make_phantom
+    from kcross_metric.data.phantom import make_phantom
     from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, write_twoafc_set
 
     ref = make_phantom((64, 64), contrasts=("t2",), seed=0)["t2"]
@@ -86,7 +86,7 @@ def test_stage2_adds_further_pair_sets(runs, tmp_path):
 
 
 def test_pair_bank_mixes_image_sizes_and_keeps_pair_order():
-    from kcross_metric.phantom import make_phantom
+    from kcross_metric.data.phantom import make_phantom
     from kcross_metric.train.ratedsets.twoafc import TwoAFCPair
     from kcross_metric.train.stage2 import pair_bank
 
@@ -127,12 +127,12 @@ def test_stage2_from_the_bundled_weights_and_export_on_a_base(tmp_path, capsys):
     x = torch.rand(1, 1, 64, 64)
     assert torch.allclose(KCross(weights=out)(x, x), torch.ones(1), atol=1e-5)
     # the card of the refitted file: segmenter and stage-1 sections copied from the bundled card
-    from kcross_metric.train.model_card import card_section, main as card_main
+    from kcross_metric.train.model_card import card_section
 
     base_card = (bundled_dir() / "kcross.md").read_text(encoding="utf-8")
     card = tmp_path / "w" / "kcross.md"
-    assert card_main(["--stage2", str(run), "--weights", str(out), "--out", str(card),
-                      "--base-card", str(bundled_dir() / "kcross.md")]) == 0
+    assert train_main(["model-card", "--stage2", str(run), "--weights", str(out), "--out", str(card),
+                       "--base-card", str(bundled_dir() / "kcross.md")]) == 0
     text = card.read_text(encoding="utf-8")
     assert card_section(base_card, "segmenter") in text and card_section(base_card, "stage1") in text
     assert card_section(base_card, "stage2") not in text and meta["base_weights_sha256"] in text
@@ -173,6 +173,7 @@ def test_segmenter_lr_schedule(tmp_path):
 def test_cli_words_without_data(tmp_path, monkeypatch, capsys):
     """Without data, kcross-train says what to do in flags, not Python arguments; --help is plain text."""
     monkeypatch.setenv("KCROSS_SHARED_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KCROSS_EXTRA_DIR", raising=False)  # the extra subjects alone would do
     assert train_main(["segmenter", "--run", str(tmp_path / "r"), "--smoke"]) == 2
     err = capsys.readouterr().err
     assert "--data-root DIR" in err and "root=" not in err
@@ -208,7 +209,7 @@ def test_segmenter_finetune_phase_config(tmp_path, capsys):
     """segmenter_finetune.yaml continues segmenter.yaml: same network, init_from given by --init; a
     missing or mismatched init is a clear error before any data is read."""
     from kcross_metric.errors import ConfigError
-    from kcross_metric.nets.segmenter import LesionSegmenter
+    from kcross_metric.core.nets.segmenter import LesionSegmenter
     from kcross_metric.train.config import SegmenterConfig, load_config
     from kcross_metric.train.segmenter import _load_initial_weights
     from kcross_metric.weights import save_safetensors

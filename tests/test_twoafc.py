@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kcross_metric import distortions as D
+from kcross_metric.data import distortions as D
 from kcross_metric.errors import (
     ConfigError,
     FileFormatError,
@@ -17,6 +17,7 @@ from kcross_metric.errors import (
 )
 from kcross_metric.train import data as train_data
 from kcross_metric.train import splits
+from kcross_metric.cli.train import main as train_main
 from kcross_metric.train.ratedsets import twoafc as T
 
 S = 64
@@ -253,7 +254,7 @@ def test_rule3_set_from_a_synthesized_set_keeps_distinct_masks(tmp_path):
     m2[30:50, 30:50] = 1
     index = _write_synthesized(tmp_path, real, {"pix2pix_t1-t2": m1, "cyclegan_t1-t2": m2})
     out = tmp_path / "pairs"
-    assert T.main(["--out", str(out), "--from-synthesized", index, "--margin", "0.1"]) == 0
+    assert train_main(["pairs", "--out", str(out), "--from-synthesized", index, "--margin", "0.1"]) == 0
     pairs = T.load_twoafc_set(out / "pairs.csv")
     assert len(pairs) == 6  # 3 epoch pairs per generator, the later epoch better in each
     for p in pairs:
@@ -261,8 +262,8 @@ def test_rule3_set_from_a_synthesized_set_keeps_distinct_masks(tmp_path):
         assert p.better == ("a" if later_is_a else "b") and p.rule == "synthesized_epochs"
         expected = m1 if p.family.startswith("pix2pix") else m2
         assert torch.equal(p.mask[0, 0], expected)  # same (case, slice) key, different masks: both kept
-    assert T.main(["--out", str(out), "--from-synthesized", index]) == 2  # no clobbering
-    assert T.main(["--out", str(tmp_path / "few"), "--from-synthesized", index, "--n-pairs-per-rule", "2"]) == 0
+    assert train_main(["pairs", "--out", str(out), "--from-synthesized", index]) == 2  # no clobbering
+    assert train_main(["pairs", "--out", str(tmp_path / "few"), "--from-synthesized", index, "--n-pairs-per-rule", "2"]) == 0
     assert len(T.load_twoafc_set(tmp_path / "few" / "pairs.csv")) == 2
     with pytest.raises(ConfigError, match="margin"):
         T.build_synthesized_pairs(index, tmp_path / "none", margin=0.999)
@@ -284,7 +285,7 @@ def test_load_case_orientation_and_normalisation(tmp_path):
     """A fake BraTS case in LPS: slices are ``Volume.data[k]`` (rows posterior -> anterior) and the
     intensities are io.normalize_volume's (0.5/99.5 percentiles inside the brain), as in training."""
     nib = pytest.importorskip("nibabel")
-    from kcross_metric.io import load_volume, normalize_volume
+    from kcross_metric.data.io import load_volume, normalize_volume
 
     case = "BraTS-GLI-00000-000"
     folder = tmp_path / "brats" / case
@@ -343,12 +344,13 @@ def test_build_refuses_nonempty_out_dir(tmp_path):
     (tmp_path / "x.txt").write_text("keep me")
     with pytest.raises(OutputExistsError):
         T.build_twoafc_set(tmp_path, data_dir=tmp_path)
-    assert T.main(["--out", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    assert train_main(["pairs", "--out", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
     assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "keep me"
 
 
 @pytest.mark.shared_data
-def test_real_validation_set(shared, tmp_path):
+def test_real_validation_set(shared, tmp_path, monkeypatch):
+    monkeypatch.delenv("KCROSS_EXTRA_DIR", raising=False)  # the checks below are of the base cases
     data = shared("data", "brats2013")
     import nibabel as nib
 

@@ -1,4 +1,4 @@
-"""2.5D tri-planar volume scoring (kcross_metric.volume25d)."""
+"""2.5D tri-planar volume scoring (kcross_metric.evaluation.volume25d)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from conftest import need_imagenet
 
 from kcross_metric.baselines.mae import MAE
 from kcross_metric.errors import ConfigError, ImageTooSmallError, InputError, ShapeError
-from kcross_metric.metric import KCross
-from kcross_metric.phantom import make_phantom
+from kcross_metric.core.metric import KCross
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.registry import list_metrics
-from kcross_metric.volume25d import plane_slices, score_25d
+from kcross_metric.evaluation.volume25d import plane_slices, score_25d
 
 SHAPE = (16, 20, 18)
 

@@ -2,21 +2,28 @@
 
 Heavy modules (networks, baselines, NIfTI IO) are imported lazily so that ``import kcross_metric``
 and ``kcross-score --help`` stay fast.
+
+Layout (imports point down only): ``cli`` > ``report`` > ``train`` > ``integrations`` >
+``evaluation`` > ``registry`` > ``core`` and ``baselines`` > ``data`` > ``weights`` > ``_util`` >
+``errors``; see ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _moved
 from ._version import __version__
 from .registry import create_metric, list_metrics, metric_info
+
+_moved.install()  # old module paths (kcross_metric.io, .metric, ...) keep working, with a warning
 
 __all__ = ["KCross", "KCrossResult", "create_metric", "list_metrics", "metric_info", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .metric import KCross, KCrossResult
+    from .core.metric import KCross, KCrossResult
 
-_LAZY = {"KCross": "kcross_metric.metric", "KCrossResult": "kcross_metric.metric"}
+_LAZY = {"KCross": "kcross_metric.core.metric", "KCrossResult": "kcross_metric.core.metric"}
 
 
 def __getattr__(name: str) -> Any:

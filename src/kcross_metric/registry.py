@@ -69,7 +69,7 @@ def create_metric(name: str, **kwargs: Any) -> Any:
 _INF = float("inf")
 
 for _info in (
-    MetricInfo("kcross", "kcross_metric.metric:KCross", True, True, True, (0.0, 1.0), uses_source=True,
+    MetricInfo("kcross", "kcross_metric.core.metric:KCross", True, True, True, (0.0, 1.0), uses_source=True,
                description="K-CROSS: k-space, lesion and structure aware cross-modality score"),
     MetricInfo("mae", "kcross_metric.baselines.mae:MAE", False, True, True, (0.0, _INF),
                description="mean absolute error"),
@@ -92,14 +92,14 @@ for _info in (
 ):
     register_metric(_info)
 
-# Deep feature distances (kcross_metric.dfd): plain VGG16 feature MSE, its random-weight control and
+# Deep feature distances (kcross_metric.baselines.dfd): plain VGG16 feature MSE, its random-weight control and
 # the in-domain self-supervised SSFD encoder (bundled ssfd.safetensors).
 for _info in (
-    MetricInfo("dfd_vgg16", "kcross_metric.dfd:DFDVGG16", False, True, False, (0.0, _INF),
+    MetricInfo("dfd_vgg16", "kcross_metric.baselines.dfd:DFDVGG16", False, True, False, (0.0, _INF),
                description="deep feature distance: ImageNet VGG16 relu1_2..relu5_3 feature MSE"),
-    MetricInfo("dfd_random", "kcross_metric.dfd:DFDRandom", False, True, False, (0.0, _INF),
+    MetricInfo("dfd_random", "kcross_metric.baselines.dfd:DFDRandom", False, True, False, (0.0, _INF),
                description="deep feature distance control: VGG16 architecture with seeded random weights"),
-    MetricInfo("dfd_ssfd", "kcross_metric.dfd:DFDSSFD", False, True, False, (0.0, _INF),
+    MetricInfo("dfd_ssfd", "kcross_metric.baselines.dfd:DFDSSFD", False, True, False, (0.0, _INF),
                description="deep feature distance: in-domain self-supervised MR U-Net encoder (SSFD), level 4"),
 ):
     register_metric(_info)

@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._files import atomic_write, atomic_write_text
-from ._files import sha256_file as _sha256_file
+from ._util.files import atomic_write, atomic_write_text
+from ._util.files import sha256_file as _sha256_file
 from .errors import (
     ChecksumError,
     ConfigError,

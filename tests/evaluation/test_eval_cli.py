@@ -415,9 +415,9 @@ def test_help_imports_nothing_heavy() -> None:
 
 def test_kcross_with_weights_gets_source_and_mask(tmp_path: Path) -> None:
     """kcross-eval 2afc --metrics kcross --weights W equals KCross(weights=W)(x, ref, source, mask)."""
-    from kcross_metric.metric import KCross
-    from kcross_metric.nets.kcross_nets import KCrossNetworks
-    from kcross_metric.phantom import make_phantom
+    from kcross_metric.core.metric import KCross
+    from kcross_metric.core.nets.kcross_nets import KCrossNetworks
+    from kcross_metric.data.phantom import make_phantom
     from kcross_metric.weights import save_safetensors
 
     torch.manual_seed(0)

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._files import atomic_write, sha256_file
+from .._util.files import atomic_write, sha256_file
 from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
-from ..shared_data import shared_path
+from .._util.shared_data import shared_path
 from ..weights import SearchFolder, folder_from_env, bundled_dir, load_safetensors, locate_file, read_checksums
 
 __all__ = [

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._filters import gaussian_kernel1d
+from .._util.filters import gaussian_kernel1d
 from ..errors import ChannelError, ConfigError, ImageTooSmallError
 
 __all__ = [

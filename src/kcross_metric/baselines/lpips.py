@@ -18,7 +18,7 @@ import os
 import torch
 from torch import nn
 
-from .._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,

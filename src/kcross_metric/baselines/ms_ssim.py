@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,

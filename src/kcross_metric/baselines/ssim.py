@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_text, check_output_path
+from .._util.files import atomic_write_text, check_output_path
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -106,7 +106,7 @@ def load_inputs(
     import numpy as np
     import torch
 
-    from ..io import (
+    from ..data.io import (
         brain_mask,
         check_same_grid,
         load_volume,

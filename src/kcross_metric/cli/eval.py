@@ -88,7 +88,7 @@ def _data_range(text: str) -> float | tuple[float, float]:
     parts = [t.strip() for t in text.strip().strip("()[]").split(",")]
     if len(parts) == 1:
         return _positive_float(parts[0])
-    from .._checks import check_data_range  # torch: only once a subcommand that scores images runs
+    from .._util.checks import check_data_range  # torch: only once a subcommand that scores images runs
     from ..errors import RangeError
 
     try:
@@ -272,7 +272,7 @@ def _metric_kwargs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
 
 
 def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from .._checks import format_data_range
+    from .._util.checks import format_data_range
     from ..evaluation.rated import read_rated_csv, score_rated_set
     from ..evaluation.tables import agreement_table, report_markdown, resolve_directions, rows_to_csv, write_atomic
 
@@ -298,7 +298,7 @@ def _cmd_rated(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _cmd_2afc(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from .._checks import format_data_range
+    from .._util.checks import format_data_range
     from ..evaluation.rated import read_pairs_csv, score_pairs, two_afc_rows
     from ..evaluation.tables import resolve_directions, two_afc_to_csv, two_afc_to_markdown
 

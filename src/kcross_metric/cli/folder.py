@@ -37,7 +37,7 @@ from typing import Any
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..errors import ConfigError, EmptyReferenceError, InputError
-from ..io import SITK_SUFFIXES
+from ..data.io import SITK_SUFFIXES
 
 __all__ = [
     "BaselineSet",
@@ -415,8 +415,8 @@ def run_folder(args: Any) -> int:
     """Folder mode body (arguments already parsed and the device checked)."""
     import torch
 
-    from ..branches import BRANCHES, FEATURE_BRANCHES
-    from ..metric import KCross
+    from ..core.branches import BRANCHES, FEATURE_BRANCHES
+    from ..core.metric import KCross
     from ..report.html import (
         ReportEntry,
         render_report,

@@ -149,8 +149,8 @@ def _check_report_path(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
-    from ..metric import KCross
-    from ..phantom import make_pair
+    from ..core.metric import KCross
+    from ..data.phantom import make_pair
     from ..report import ReportEntry
 
     _check_report_path(args)
@@ -232,7 +232,7 @@ def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     folder = _folder_mode(args)
     if args.out is not None and not folder:
         check_output_path(args.out, args.overwrite)  # fail before the slow part
-    from .._checks import check_device
+    from .._util.checks import check_device
 
     args.device = check_device(args.device)  # a one-line error, not a torch traceback
     if folder:
@@ -252,7 +252,7 @@ def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_report_path(args)
     import torch
 
-    from ..metric import KCross
+    from ..core.metric import KCross
 
     inputs = _load_inputs(args)
     metric = KCross(args.weights, slice_batch_size=args.slice_batch_size).to(args.device)

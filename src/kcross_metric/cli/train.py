@@ -15,6 +15,13 @@ Refit only the score networks on your own rated set, keeping the bundled segment
 ``translation`` trains the cross-modality models of the synthesized rated set (pix2pix, CycleGAN)
 with a checkpoint per epoch; ``synthesize`` writes their per-epoch outputs on the validation cases.
 
+Rated sets, the SSFD encoder and model cards:
+
+    kcross-train pairs      --out runs/twoafc_val [--split train] [--from-synthesized SYNTHESIZED_CSV]
+    kcross-train ssfd       --run runs/ssfd --export ssfd.safetensors
+    kcross-train model-card --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 \\
+                            --weights kcross.safetensors --out kcross.md
+
 Runs are seeded and resumable: re-running a command continues after the last finished epoch.
 ``--smoke`` shrinks every size to a few steps (used by the tests). Config files for the shipped
 weights are in ``kcross_metric/train/configs/``.
@@ -111,6 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's files")
     _data_options(p)
     p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("pairs", help="build a clinically ordered 2AFC pair set (rules 1-2 from real cases, "
+                                      "or rule 3 from a synthesized set)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (pairs.csv + arrays/)")
+    p.add_argument("--split", default="validation", choices=["validation", "train"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-pairs-per-rule", type=int, default=250)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--slice-range", type=int, nargs=2, default=(50, 80), metavar=("FIRST", "LAST"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="the shared data folder's data/ (default: $KCROSS_SHARED_DIR/data)")
+    p.add_argument("--from-synthesized", type=Path, default=None, metavar="SYNTHESIZED_CSV",
+                   help="instead of rules 1-2, build rule-3 pairs (synthesized_epochs) from the synthesized set "
+                        "written by `kcross-train synthesize`")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="rule 3: relative error reduction needed globally and in the lesion (default 0.1)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("ssfd", help="train the self-supervised SSFD encoder of the DFD-SSFD baseline")
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the shipped ssfd.yaml)")
+    p.add_argument("--run", type=Path, required=True, help="run directory (resumable)")
+    p.add_argument("--export", type=Path, default=None, help="write the encoder .safetensors here")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("model-card", help="write the model card of a weight file from its training runs")
+    for name in ("segmenter", "stage1", "stage2"):
+        p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run (else carried over from --base-card)")
+    p.add_argument("--weights", type=Path, required=True, help="the weight file the card describes")
+    p.add_argument("--out", type=Path, required=True, help="the card (.md) to write; replaced if it exists")
+    p.add_argument("--base-card", type=Path, default=None, help="the base weights' model card (refitted weights)")
+    p.add_argument("--reproduce", type=Path, default=None, help="file with the commands of the Reproduce section")
+    p.add_argument("--notes", type=Path, default=None)
+    p.add_argument("--append", type=Path, nargs="*", default=[], help="generated markdown to include (validation tables)")
+    p.add_argument("--debug", action="store_true")
     p = sub.add_parser("export", help="assemble kcross.safetensors from the three runs (or a base file and some runs)")
     for name in ("segmenter", "stage1", "stage2"):
         p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run directory")
@@ -133,9 +175,67 @@ def _base_weights(value: str | None) -> Path | None:
     return Path(value)
 
 
+def _pairs(args: argparse.Namespace) -> int:
+    import time
+
+    from ..train.ratedsets.twoafc import build_synthesized_pairs, build_twoafc_set, load_twoafc_set
+
+    t0 = time.perf_counter()
+    if args.from_synthesized is not None:
+        csv_path = build_synthesized_pairs(args.from_synthesized, args.out, margin=args.margin, seed=args.seed,
+                                           max_pairs=args.n_pairs_per_rule, overwrite=args.overwrite)
+    else:
+        csv_path = build_twoafc_set(args.out, split=args.split, n_pairs_per_rule=args.n_pairs_per_rule, seed=args.seed,
+                                    size=args.size, slice_range=tuple(args.slice_range), data_dir=args.data_dir,
+                                    overwrite=args.overwrite)
+    counts: dict[str, int] = {}
+    for pair in load_twoafc_set(csv_path):
+        counts[pair.rule] = counts.get(pair.rule, 0) + 1
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    print(f"wrote {sum(counts.values())} pairs ({summary}) to {csv_path} in {time.perf_counter() - t0:.1f} s")
+    return EXIT_OK
+
+
+def _ssfd(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from ..train.runner import RunDir
+    from ..train.ssfd import export_encoder, load_ssfd_config, train_ssfd
+
+    config = load_ssfd_config(args.config or _configs_dir() / "ssfd.yaml", epochs=args.epochs,
+                              steps_per_epoch=args.steps_per_epoch)
+    t0 = time.time()
+    model, _ = train_ssfd(config, args.run, resume=not args.no_resume)
+    wall = time.time() - t0
+    if args.export is not None:
+        state = RunDir(args.run).load_state()
+        digest = export_encoder(model, config, args.export,
+                                metadata={"epochs": str(state["epochs_done"]), "seed": str(config.seed)})
+        print(json.dumps({"exported": str(args.export), "sha256": digest, "wall_seconds": round(wall, 1)}))
+    return EXIT_OK
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from .._util.files import atomic_write_text
+    from ..train.model_card import render
+
+    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+    base_card = args.base_card.read_text(encoding="utf-8") if args.base_card else None
+    reproduce = args.reproduce.read_text(encoding="utf-8").strip().splitlines() if args.reproduce else None
+    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
+                  base_card=base_card, reproduce=reproduce)
+    atomic_write_text(args.out, text, overwrite=True)
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 def _body(args: argparse.Namespace) -> int:
     from ..train.config import SegmenterConfig, Stage1Config, Stage2Config, load_config
 
+    tools = {"pairs": _pairs, "ssfd": _ssfd, "model-card": _model_card}
+    if args.stage in tools:
+        return tools[args.stage](args)
     if args.stage == "export":
         from ..train.export import export_weights
 
@@ -203,7 +303,7 @@ def _body(args: argparse.Namespace) -> int:
         nets = assemble_networks(args.segmenter, args.stage1, None, base_weights=base)
         val_bank = None
         if args.val_pairs is not None:
-            from ..metric import KCross
+            from ..core.metric import KCross
             from ..train.ratedsets.twoafc import load_twoafc_set
             from ..train.stage2 import pair_bank
 

@@ -72,8 +72,8 @@ _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 
 
 def default_scores_path() -> Path | None:
-    """``$KCROSS_SHARED_DIR/data/nirps/nirps_scores.csv`` if present (see ``kcross_metric.shared_data``)."""
-    from ..shared_data import shared_path
+    """``$KCROSS_SHARED_DIR/data/nirps/nirps_scores.csv`` if present (see ``kcross_metric._util.shared_data``)."""
+    from .._util.shared_data import shared_path
 
     return shared_path("data", "nirps", "nirps_scores.csv")
 

@@ -17,7 +17,7 @@ Pair set CSV (one row per 2AFC judgement)::
 preferred ``a``; ``rule`` labels the kind of pair (accuracy is reported per rule and overall).
 
 Paths are relative to the CSV's folder unless absolute. Images are 2-D slices read with
-:func:`kcross_metric.io.load_image` (``.npy``, ``.png``/``.jpg``/``.tif``/``.bmp`` grayscale, or a 2-D
+:func:`kcross_metric.data.io.load_image` (``.npy``, ``.png``/``.jpg``/``.tif``/``.bmp`` grayscale, or a 2-D
 NIfTI, which is reoriented to the package's axis convention) and scored as ``(1, 1, H, W)``; every
 image of a row must have the same shape. Intensities must lie in ``[0, data_range]``, or in
 ``[low, high]`` for ``data_range=(low, high)`` (``clip=True`` clips fake, real and source to the range
@@ -50,8 +50,8 @@ import numpy as np
 from ..errors import ConfigError, FileFormatError, ShapeError
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported only when scoring
-    from .._checks import DataRange
-from ..io import load_image
+    from .._util.checks import DataRange
+from ..data.io import load_image
 from .agreement import bootstrap_ci, two_afc_per_pair
 from .tables import ScoreTable, TwoAFCRow
 
@@ -212,7 +212,7 @@ class _Scorer:
     ) -> None:
         import torch
 
-        from .._checks import check_data_range, check_device, intensity_range
+        from .._util.checks import check_data_range, check_device, intensity_range
         from ..registry import create_metric, metric_info
 
         self.torch = torch

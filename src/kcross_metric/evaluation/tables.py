@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .._files import atomic_write_text, check_output_path
+from .._util.files import atomic_write_text, check_output_path
 from ..errors import ConfigError, ShapeError
 from .agreement import INCONSISTENCY_MODES, MetricAgreement, evaluate_metric
 

@@ -5,7 +5,7 @@ SVG, styles are inline CSS. Per volume the report shows the per-slice score plot
 every metric, and for the ``worst_n`` lowest-scoring slices: fake, real, source, the lesion region
 the tumor branch compared (red, on the real image), the absolute error ``|fake - real|`` and the
 k-space error ``log |FFT(fake) - FFT(real)|`` (centred, DC in the middle), with each branch's
-quality and contribution ``-log q`` (see :mod:`kcross_metric.explain`).
+quality and contribution ``-log q`` (see :mod:`kcross_metric.core.explain`).
 
 Library use::
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..branches import BRANCHES
+from ..core.branches import BRANCHES
 from ..errors import ConfigError
-from ..explain import MIN_SHARE_TOTAL
+from ..core.explain import MIN_SHARE_TOTAL
 from .png import colormap_rgb, gray_rgb, overlay_mask, png_data_uri, to_display
 from .svg import slice_score_plot
 
@@ -77,7 +77,7 @@ class ReportEntry:
 
     Attributes:
         name: shown as the section title.
-        explanation: :class:`~kcross_metric.explain.KCrossExplanation` of the pair.
+        explanation: :class:`~kcross_metric.core.explain.KCrossExplanation` of the pair.
         fake, real, source: the scored images, tensors or arrays ``(B,1,D,H,W)``/``(B,1,H,W)`` (or
             without the leading axes) in ``[0, data_range]`` (or ``[low, high]``); ``source`` may be
             ``None``.
@@ -165,7 +165,7 @@ def volume_section(entry: ReportEntry, *, worst_n: int = 3) -> str:
     if worst_n < 0:
         raise ConfigError(f"worst_n must be >= 0, got {worst_n}")
     ex, s = entry.explanation, entry.sample
-    from .._checks import intensity_range
+    from .._util.checks import intensity_range
 
     rng = intensity_range(entry.data_range)
 
@@ -298,6 +298,6 @@ def is_report_file(path: str | os.PathLike[str]) -> bool:
 def write_report(path: str | os.PathLike[str], html_text: str, *, overwrite: bool = False) -> Path:
     """Write the report atomically; an existing file (even an earlier report) is replaced only if
     ``overwrite``, and the folder must exist."""
-    from .._files import atomic_write_text
+    from .._util.files import atomic_write_text
 
     return atomic_write_text(Path(path), html_text, overwrite=overwrite)

@@ -1,6 +1,6 @@
 """PNG encoding (Pillow) and colour mapping (numpy only, no matplotlib needed).
 
-Images are shown in the neurological convention of :mod:`kcross_metric.io` arrays: rows are
+Images are shown in the neurological convention of :mod:`kcross_metric.data.io` arrays: rows are
 flipped so that anterior is up, columns stay left -> right (patient left on the viewer's left).
 """
 

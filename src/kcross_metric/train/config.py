@@ -124,7 +124,7 @@ class Stage2Config:
     threads: int = 2
     data_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    #: score-head design of the fitted networks (``kcross_metric.nets.kcross_nets.DESIGNS``); the
+    #: score-head design of the fitted networks (``kcross_metric.core.nets.kcross_nets.DESIGNS``); the
     #: segmenter and stage-1 networks are taken as they are whatever their file's design
     design: str = "v2"
     #: the rule-1/rule-2 pairs of ``n_pairs_per_rule`` (built from the training cases)

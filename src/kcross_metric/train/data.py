@@ -1,7 +1,7 @@
 """Training data from NIfTI: cases, contrasts, lesion masks, slice selection, crops, augmentation.
 
 Every volume goes through the same per-volume normalization as inference on files
-(:func:`kcross_metric.io.normalize_volume`, percentiles inside the brain), is cut into axial slices
+(:func:`kcross_metric.data.io.normalize_volume`, percentiles inside the brain), is cut into axial slices
 (``Volume.data[k]``; the paper uses slices 50-80 of the 155-slice BraTS grid, configurable here) and
 centre-cropped or zero-padded to a fixed size. Case-level splits come from
 :mod:`kcross_metric.train.splits` only.
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataNotFoundError, FileFormatError
-from ..io import load_volume, normalize_volume
-from ..shared_data import shared_path
+from ..data.io import load_volume, normalize_volume
+from .._util.shared_data import shared_path
 from .splits import SUBJECTS, cases_for_split, subject
 
 __all__ = [

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..nets.kcross_nets import KCrossNetworks
-from ..nets.segmenter import segmenter_channels_of, segmenter_norm_of
+from ..core.nets.kcross_nets import KCrossNetworks
+from ..core.nets.segmenter import segmenter_channels_of, segmenter_norm_of
 from ..weights import load_safetensors, load_state_dict_strict, save_safetensors, write_checksums
 
 __all__ = ["assemble_networks", "export_weights"]

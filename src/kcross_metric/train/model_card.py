@@ -1,6 +1,6 @@
 """Write the Markdown model card of a weight file from its training runs.
 
-    python -m kcross_metric.train.model_card --segmenter runs/segmenter --stage1 runs/stage1 \
+    kcross-train model-card --segmenter runs/segmenter --stage1 runs/stage1 \
         --stage2 runs/stage2 --weights src/kcross_metric/weights/kcross.safetensors --out kcross.md
 
 The card holds what can be read from the runs (configs, per-epoch losses and validation figures,
@@ -15,7 +15,6 @@ the other stages are carried over from it verbatim, with the base file's SHA-256
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -149,12 +148,12 @@ def render(
     out += list(reproduce) if reproduce is not None else [
         "kcross-train segmenter --run runs/segmenter",
         "kcross-train stage1 --run runs/stage1",
-        "python -m kcross_metric.train.ratedsets.twoafc --out runs/twoafc_val --split validation --n-pairs-per-rule 100",
+        "kcross-train pairs --out runs/twoafc_val --split validation --n-pairs-per-rule 100",
         "kcross-train stage2 --run runs/stage2 --segmenter runs/segmenter --stage1 runs/stage1 \\",
         "    --val-pairs runs/twoafc_val/pairs.csv   # validation pairs are monitored only, never fitted",
         "kcross-train export --segmenter runs/segmenter --stage1 runs/stage1 --stage2 runs/stage2 \\",
         "    --out src/kcross_metric/weights/kcross.safetensors --overwrite",
-        "python -m kcross_metric.train.model_card --segmenter runs/segmenter --stage1 runs/stage1 \\",
+        "kcross-train model-card --segmenter runs/segmenter --stage1 runs/stage1 \\",
         "    --stage2 runs/stage2 --weights src/kcross_metric/weights/kcross.safetensors \\",
         "    --out src/kcross_metric/weights/kcross.md --notes src/kcross_metric/train/model_card_notes.md \\",
         "    --append docs/results-segmenter.md docs/results-twoafc.md",
@@ -180,30 +179,3 @@ def render(
     if notes:
         out += ["## Findings and limitations", "", notes, ""]
     return "\n".join(out) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kcross_metric.train.model_card")
-    for name in ("segmenter", "stage1", "stage2"):
-        p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run (else carried over from --base-card)")
-    for name in ("weights", "out"):
-        p.add_argument(f"--{name}", type=Path, required=True)
-    p.add_argument("--base-card", type=Path, default=None, help="the base weights' model card (refitted weights)")
-    p.add_argument("--reproduce", type=Path, default=None, help="file with the commands of the Reproduce section")
-    p.add_argument("--notes", type=Path, default=None)
-    p.add_argument("--append", type=Path, nargs="*", default=[], help="generated markdown to include (validation tables)")
-    args = p.parse_args(argv)
-    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
-    base_card = args.base_card.read_text(encoding="utf-8") if args.base_card else None
-    reproduce = args.reproduce.read_text(encoding="utf-8").strip().splitlines() if args.reproduce else None
-    text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
-                  base_card=base_card, reproduce=reproduce)
-    from .._files import atomic_write_text
-
-    atomic_write_text(args.out, text, overwrite=True)
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

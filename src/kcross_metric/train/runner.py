@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._files import atomic_write, atomic_write_text
+from .._util.files import atomic_write, atomic_write_text
 from ..weights import save_safetensors
 
 __all__ = ["seed_everything", "RunDir", "run_epochs"]

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
+from ..core.nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
 from .config import SegmenterConfig, config_dict
-from .. import distortions as D
+from ..data import distortions as D
 from .data import SliceSet, augment, available_cases, build_slices
 from .runner import RunDir, run_epochs, seed_everything
 from .splits import SUBJECTS, TRAIN_CASES, VALIDATION_CASES, subject
@@ -85,7 +85,7 @@ def _every_nth(s: SliceSet, n: int) -> SliceSet:
 
 def phantom_slices(n: int, size: int, seed: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` phantom slices (a quarter healthy) in every contrast: images (4n,1,S,S), masks."""
-    from ..phantom import make_phantom
+    from ..data.phantom import make_phantom
 
     images, masks = [], []
     for i in range(n):
@@ -143,7 +143,7 @@ def _seed(generator: torch.Generator) -> int:
 
 
 #: The artefacts :func:`degrade` draws from, each with a severity range from barely visible to
-#: strong (intensities in [0, 1]). They cover the families of :mod:`kcross_metric.distortions`.
+#: strong (intensities in [0, 1]). They cover the families of :mod:`kcross_metric.data.distortions`.
 DEGRADATIONS: dict[str, object] = {
     "blur": lambda x, g: D.gaussian_blur(x, _rand(g, 0.5, 2.5)),
     "rician": lambda x, g: D.rician_noise(x, _rand(g, 0.01, 0.12), generator=_seed(g)),

@@ -9,7 +9,7 @@ slices are downsampled (area average) to ``size`` pixels to fit the CPU budget.
 
 Usage::
 
-    python -m kcross_metric.train.ssfd --config src/kcross_metric/train/configs/ssfd.yaml \
+    kcross-train ssfd --config src/kcross_metric/train/configs/ssfd.yaml \
         --run runs/ssfd --export src/kcross_metric/weights/ssfd.safetensors
 
 The exported file holds the encoder levels 1..``tap_level`` only (what :meth:`DFD.ssfd` runs);
@@ -18,7 +18,6 @@ the decoder and level 5 stay in the run directory's ``model.safetensors``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -29,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..nets.ssfd import SSFD_CHANNELS, SSFDEncoder, SSFDInpainter, zscore
+from ..baselines._ssfd import SSFD_CHANNELS, SSFDEncoder, SSFDInpainter, zscore
 from ..weights import save_safetensors
 from .config import config_dict, load_config
 from .runner import RunDir, run_epochs, seed_everything
 
-__all__ = ["SSFDConfig", "export_encoder", "load_training_images", "main", "patch_mask", "train_ssfd"]
+__all__ = ["SSFDConfig", "export_encoder", "load_ssfd_config", "load_training_images", "patch_mask", "train_ssfd"]
 
 
 @dataclass
@@ -59,7 +58,8 @@ class SSFDConfig:
     data_root: str | None = None
 
 
-def _load(path: str | Path | None, **overrides: Any) -> SSFDConfig:
+def load_ssfd_config(path: str | Path | None, **overrides: Any) -> SSFDConfig:
+    """The SSFD training config at ``path`` (default: the shipped ``ssfd.yaml``) with ``overrides``."""
     cfg = load_config(SSFDConfig, path, **overrides)
     for key in ("channels", "mask_fraction", "val_cases"):
         val = getattr(cfg, key)
@@ -177,28 +177,3 @@ def train_ssfd(cfg: SSFDConfig, run_path: str | Path, *, resume: bool = True,
                          validate=validate if val_pair is not None else None, resume=resume,
                          verbose=verbose, lr_at=lr_at)
     return model, records
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kcross_metric.train.ssfd", description=__doc__.split("\n")[0])
-    p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "ssfd.yaml")
-    p.add_argument("--run", type=Path, required=True, help="run directory (resumable)")
-    p.add_argument("--export", type=Path, default=None, help="write the encoder .safetensors here")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--no-resume", action="store_true")
-    args = p.parse_args(argv)
-    cfg = _load(args.config, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch)
-    t0 = time.time()
-    model, _ = train_ssfd(cfg, args.run, resume=not args.no_resume)
-    wall = time.time() - t0
-    if args.export is not None:
-        state = RunDir(args.run).load_state()
-        digest = export_encoder(model, cfg, args.export, metadata={
-            "epochs": str(state["epochs_done"]), "seed": str(cfg.seed)})
-        print(json.dumps({"exported": str(args.export), "sha256": digest, "wall_seconds": round(wall, 1)}))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

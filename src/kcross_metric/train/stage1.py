@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kspace import image_to_kspace
-from ..nets.autoencoders import StructureAutoencoder, TumorAutoencoder
-from ..nets.complex_unet import ComplexUNet
+from ..core.kspace import image_to_kspace
+from ..core.nets.autoencoders import StructureAutoencoder, TumorAutoencoder
+from ..core.nets.complex_unet import ComplexUNet
 from .config import Stage1Config, config_dict
 from .data import SliceSet, augment, available_cases, build_slices
 from .losses import frequency_loss, mmd_loss, structure_loss, tumor_loss

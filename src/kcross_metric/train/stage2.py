@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, FileFormatError
-from ..metric import KCross
-from ..nets.kcross_nets import KCrossNetworks, head_energies
-from ..nets.score import LESION_CHANGE_DIM
+from ..core.metric import KCross
+from ..core.nets.kcross_nets import KCrossNetworks, head_energies
+from ..core.nets.score import LESION_CHANGE_DIM
 from .config import Stage2Config, config_dict
 from .losses import inconsistency_loss, ranking_loss
 from .runner import RunDir, run_epochs, seed_everything
@@ -34,7 +34,7 @@ __all__ = ["ScoreHeads", "FeatureBank", "balanced_weights", "features_of", "pair
 
 
 class ScoreHeads(nn.Module):
-    """The two score networks of ``design`` (see :data:`~kcross_metric.nets.kcross_nets.DESIGNS`),
+    """The two score networks of ``design`` (see :data:`~kcross_metric.core.nets.kcross_nets.DESIGNS`),
     with the parameter names of :class:`KCrossNetworks`, so a run exports straight into a weight file."""
 
     def __init__(self, design: str = "v2") -> None:
@@ -182,7 +182,7 @@ def balanced_weights(set_sizes: Sequence[int]) -> torch.Tensor:
 
 
 def _load_array(path: Path) -> torch.Tensor:
-    from ..io import load_image
+    from ..data.io import load_image
 
     arr = np.asarray(load_image(path), dtype=np.float32)
     if arr.ndim != 2:

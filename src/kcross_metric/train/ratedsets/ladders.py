@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ... import distortions as D
+from ...data import distortions as D
 from ...errors import ConfigError
 from .twoafc import (
     ALL_LESION_EDITS,
@@ -67,7 +67,7 @@ def _contrast(x: torch.Tensor, s: float, m: torch.Tensor | None, g: int) -> torc
     return D.contrast_change(x, gamma=math.exp(s if g % 2 else -s))
 
 
-#: Families of :mod:`kcross_metric.distortions` as fine ladders, from very mild up.
+#: Families of :mod:`kcross_metric.data.distortions` as fine ladders, from very mild up.
 LADDERS: dict[str, LadderFamily] = {
     "undersampling_equispaced": LadderFamily(
         lambda x, s, m, g: D.undersample(x, s, 0.08, pattern="equispaced", generator=g), (1.5, 2.0, 3.0, 4.0, 6.0)),

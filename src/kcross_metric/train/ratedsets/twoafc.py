@@ -19,8 +19,8 @@ rank a lost tumour below an equally large but diagnostically harmless pixel erro
 
 Data (real cases in ``../shared/data``, case split from :mod:`kcross_metric.train.splits`) comes
 from :func:`kcross_metric.train.data.load_case`, the loader of all training data: volumes in the
-package's axis convention (:func:`kcross_metric.io.load_volume`), normalised per volume with
-:func:`kcross_metric.io.normalize_volume` (0.5th/99.5th percentiles inside the brain, clipped to
+package's axis convention (:func:`kcross_metric.data.io.load_volume`), normalised per volume with
+:func:`kcross_metric.data.io.normalize_volume` (0.5th/99.5th percentiles inside the brain, clipped to
 [0, 1], background 0) exactly as inference on files; contrasts ``t1``, ``t1c``, ``t2``, ``flair``.
 The axial slices ``Volume.data[k]`` for ``k`` in ``slice_range`` (default 50..80 inclusive) are
 centre-cropped/padded to ``size``. ``BraTS-GLI-00001-000`` has no segmentation: it gets rule 1
@@ -30,12 +30,9 @@ only and an empty ``mask`` column; the lesion rules of the validation split come
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import math
-import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ... import distortions as D
+from ...data import distortions as D
 from ...errors import ConfigError, FileFormatError, OutputExistsError, ShapeError
-from ...shared_data import ENV_VAR, shared_path
+from ..._util.shared_data import ENV_VAR, shared_path
 from .. import data as train_data
 
 __all__ = [
@@ -61,7 +58,6 @@ __all__ = [
     "build_synthesized_pairs",
     "load_case",
     "load_twoafc_set",
-    "main",
     "pairs_from_synthesized",
     "write_twoafc_set",
 ]
@@ -754,49 +750,3 @@ def build_synthesized_pairs(
     if not pairs:
         raise ConfigError(f"no epoch pair of {synthesized_csv} differs by the margin {margin} both globally and in the lesion")
     return write_twoafc_set(pairs, out, overwrite=overwrite)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m kcross_metric.train.ratedsets.twoafc --out DIR [--split ...] [--seed ...]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m kcross_metric.train.ratedsets.twoafc",
-        description="Build the clinically ordered 2AFC pair set from the real cases in the shared data.",
-    )
-    parser.add_argument("--out", required=True, help="output folder (pairs.csv + arrays/)")
-    parser.add_argument("--split", default="validation", choices=["validation", "train"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-pairs-per-rule", type=int, default=250)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--slice-range", type=int, nargs=2, default=(50, 80), metavar=("FIRST", "LAST"))
-    parser.add_argument("--data-dir", default=None, help=f"shared data folder (default: via ${ENV_VAR})")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--from-synthesized", default=None, metavar="SYNTHESIZED_CSV",
-                        help="instead of rules 1-2, build rule-3 pairs (synthesized_epochs) from the synthesized set "
-                             "written by `kcross-train synthesize`")
-    parser.add_argument("--margin", type=float, default=0.1,
-                        help="rule 3: relative error reduction needed globally and in the lesion (default 0.1)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        if args.from_synthesized is not None:
-            csv_path = build_synthesized_pairs(args.from_synthesized, args.out, margin=args.margin, seed=args.seed,
-                                               max_pairs=args.n_pairs_per_rule, overwrite=args.overwrite)
-        else:
-            csv_path = build_twoafc_set(
-            args.out, split=args.split, n_pairs_per_rule=args.n_pairs_per_rule, seed=args.seed, size=args.size,
-                slice_range=tuple(args.slice_range), data_dir=args.data_dir, overwrite=args.overwrite,
-            )  # fmt: skip
-    except (ConfigError, OutputExistsError, FileFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    pairs = load_twoafc_set(csv_path)
-    counts: dict[str, int] = {}
-    for p in pairs:
-        counts[p.rule] = counts.get(p.rule, 0) + 1
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    print(f"wrote {len(pairs)} pairs ({summary}) to {csv_path} in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -9,7 +9,7 @@ Layout written by :func:`write_synthesized_set` (paths in the index are relative
     OUT/<family>_<direction>/epoch_<e>/<case>_s<k>.npy
 
 Every image is a float32 (H, W) ``.npy`` in [0, 1] (masks 0/1), readable by
-:func:`kcross_metric.io.load_image`, so ``kcross-score``/``kcross-eval`` and the benchmarks can read
+:func:`kcross_metric.data.io.load_image`, so ``kcross-score``/``kcross-eval`` and the benchmarks can read
 the set directly. Lesion masks: the case's own segmentation where it has one
 (``mask_kind=manual|algorithmic``); otherwise, with ``masks="segmenter"``, the union of the bundled
 K-CROSS segmenter's masks on the real target and the source at full resolution, pooled like the
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..._files import atomic_write, atomic_write_text, sha256_file
+from ..._util.files import atomic_write, atomic_write_text, sha256_file
 from ...errors import ConfigError, OutputExistsError
 from ..config import TranslationConfig, load_config
 from .data import PairedSlices, paired_slices, parse_direction
@@ -69,7 +69,7 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def _predicted_masks(cfg: TranslationConfig, full: PairedSlices) -> torch.Tensor:
-    from ...metric import KCross
+    from ...core.metric import KCross
 
     metric = KCross()
     factor = cfg.crop // cfg.size

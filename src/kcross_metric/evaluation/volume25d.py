@@ -5,7 +5,7 @@ instead of cycling planes over epochs, a volume pair (B, 1, D, H, W) is cut into
 coronal and sagittal slices, every slice that holds brain is scored with a 2-D metric, and the
 per-plane means and their average are returned.
 
-Axes follow :mod:`kcross_metric.io` (``D`` inferior->superior, ``H`` posterior->anterior, ``W``
+Axes follow :mod:`kcross_metric.data.io` (``D`` inferior->superior, ``H`` posterior->anterior, ``W``
 left->right), so the planes are::
 
     axial    = volume[:, :, k, :, :]  -> slices (H, W), one per k in D
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (
+from .._util.checks import (
     DataRange,
     IntensityRange,
     check_data_range,
@@ -50,7 +50,7 @@ from ._checks import (
     intensity_range,
     single_channel,
 )
-from .errors import ConfigError, ImageTooSmallError, InputError, ShapeError
+from ..errors import ConfigError, ImageTooSmallError, InputError, ShapeError
 
 __all__ = ["PLANES", "Volume25DResult", "plane_slices", "score_25d"]
 
@@ -111,7 +111,7 @@ def _pad_to(x: torch.Tensor, min_size: int, value: float = 0.0) -> torch.Tensor:
 def _resolve_metric(metric: str | nn.Module, data_range: DataRange,
                     metric_kwargs: dict[str, Any] | None) -> tuple[nn.Module, str, bool, bool]:
     """(module, name, higher_is_better, uses_source)."""
-    from .registry import create_metric, metric_info
+    from ..registry import create_metric, metric_info
 
     if isinstance(metric, str):
         info = metric_info(metric)
@@ -126,7 +126,7 @@ def _resolve_metric(metric: str | nn.Module, data_range: DataRange,
     mdr = getattr(metric, "data_range", None)
     if mdr is not None and intensity_range(mdr) != intensity_range(data_range):
         raise ConfigError(f"the metric module has data_range={mdr} but score_25d got data_range={data_range}")
-    from .metric import KCross
+    from ..core.metric import KCross
 
     uses_source = isinstance(metric, KCross)
     return metric, type(metric).__name__, bool(getattr(metric, "higher_is_better", False)), uses_source

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError, OutputExistsError
+from ..errors import ConfigError, OutputExistsError
 
 __all__ = ["atomic_write", "atomic_write_text", "check_output_path", "sha256_file"]
 

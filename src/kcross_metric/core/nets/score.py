@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.complex import ComplexLinear, ComplexReLU
+from .complex import ComplexLinear, ComplexReLU
 
 __all__ = [
     "ComplexScoreNet",

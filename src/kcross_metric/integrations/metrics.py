@@ -5,7 +5,7 @@ For validation loops, on one or many processes (DDP). Each class wraps the packa
 per-sample values and their count, ``dist_reduce_fx="sum"``) so memory and all-reduce cost stay
 constant however many batches are seen:
 
-    >>> from kcross_metric.metrics import KCrossMetric, SSIMMetric
+    >>> from kcross_metric.integrations.metrics import KCrossMetric, SSIMMetric
     >>> val_kcross = KCrossMetric(weights="kcross.safetensors", data_range=1.0)  # doctest: +SKIP
     >>> for fake, real, source in loader:                                        # doctest: +SKIP
     ...     val_kcross.update(fake, real, source)
@@ -31,16 +31,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ._checks import check_reduction, intensity_range, reduce
-from .errors import ConfigError, ShapeError
-from .registry import MetricInfo, create_metric, list_metrics, metric_info
+from .._util.checks import check_reduction, intensity_range, reduce
+from ..errors import ConfigError, ShapeError
+from ..registry import MetricInfo, create_metric, list_metrics, metric_info
 
 try:
     from torchmetrics import Metric
     from torchmetrics.utilities import dim_zero_cat
 except ImportError as _exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "kcross_metric.metrics needs torchmetrics>=1.0, which is not installed: "
+        "kcross_metric.integrations.metrics needs torchmetrics>=1.0, which is not installed: "
         'pip install "kcross-metric[metrics]" (or pip install "torchmetrics>=1.0")'
     ) from _exc
 
@@ -328,7 +328,7 @@ class KCrossLoss(nn.Module):
         self, metric: nn.Module | None = None, *, reduction: str = "mean", clamp: bool = False, **kwargs: Any
     ) -> None:
         super().__init__()
-        from .metric import KCross
+        from ..core.metric import KCross
 
         if metric is None:
             metric = KCross(**kwargs)

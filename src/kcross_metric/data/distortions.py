@@ -35,9 +35,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_tensor
-from ._filters import gaussian_kernel1d
-from .errors import ConfigError, ShapeError
+from .._util.checks import check_tensor
+from .._util.filters import gaussian_kernel1d
+from ..errors import ConfigError, ShapeError
 
 __all__ = [
     "MSEMatch",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ...errors import WeightsError
 from .autoencoders import StructureAutoencoder, TumorAutoencoder
 from .complex_unet import ComplexUNet
 from .score import (

@@ -2,7 +2,7 @@
 
 :func:`explain` (also ``KCross.explain``) scores a pair exactly as :meth:`KCross.score` does (no
 gradients) and returns a :class:`KCrossExplanation` (used by ``kcross-score --report``): the pair's
-:class:`~kcross_metric.metric.KCrossResult`, which already holds
+:class:`~kcross_metric.core.metric.KCrossResult`, which already holds
 
 * per-slice scores and per-slice branch qualities (paper Sec. III: complex, tumor, structure and
   natural qualities, each ``exp(-network output)`` in [0, 1]);
@@ -22,7 +22,7 @@ with the per-slice fields filled for slice inputs too, plus two maps: the absolu
 Shapes: inputs ``(B,1,H,W)`` slices or ``(B,1,D,H,W)`` volumes. Per-slice tensors are ``(B,D)``
 with ``D = 1`` for slice inputs; maps have the inputs' shape.
 
-The explanation types and constants live in :mod:`kcross_metric.metric` (imports point from here
+The explanation types and constants live in :mod:`kcross_metric.core.metric` (imports point from here
 to there only) and are re-exported here.
 """
 
@@ -62,7 +62,7 @@ def explain(
 def __getattr__(name: str) -> tuple[str, ...]:
     if name == "BRANCHES":
         warnings.warn(
-            "kcross_metric.explain.BRANCHES is deprecated; use kcross_metric.branches.BRANCHES",
+            "kcross_metric.core.explain.BRANCHES is deprecated; use kcross_metric.core.branches.BRANCHES",
             DeprecationWarning,
             stacklevel=2,
         )

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write, check_output_path
-from .errors import (
+from .._util.files import atomic_write, check_output_path
+from ..errors import (
     ConfigError,
     FileFormatError,
     GridMismatchError,

@@ -13,8 +13,8 @@ fixed ``data_range`` so that scores do not depend on each image's extremes; for 
 per-slice scaling is what the paper used and makes every slice count equally. See
 ``docs/dfd-and-25d.md``.
 
-Volumes are (B, 1, D, H, W) with the axes of :mod:`kcross_metric.io` (see
-:mod:`kcross_metric.volume25d` for the plane definitions).
+Volumes are (B, 1, D, H, W) with the axes of :mod:`kcross_metric.data.io` (see
+:mod:`kcross_metric.evaluation.volume25d` for the plane definitions).
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import DataRange, check_data_range, check_pair, check_tensor, intensity_range
-from .baselines._backbones import (
+from .._util.checks import DataRange, check_data_range, check_pair, check_tensor, intensity_range
+from ..baselines._backbones import (
     FeatureTaps,
     freeze,
     load_backbone_state,
     vgg16_features,
 )
-from .errors import ConfigError
-from .volume25d import PLANES, plane_slices
+from ..errors import ConfigError
+from ..evaluation.volume25d import PLANES, plane_slices
 
 __all__ = ["Cyclic25DLoss", "CyclicPlaneSchedule", "PlanePerceptualLoss", "minmax_per_slice", "vgg16_relu4_3"]
 
@@ -185,7 +185,7 @@ class Cyclic25DLoss(nn.Module):
                  data_range: DataRange = 1.0, schedule: CyclicPlaneSchedule | None = None,
                  perceptual: PlanePerceptualLoss | None = None) -> None:
         super().__init__()
-        from .baselines.ssim import SSIM
+        from ..baselines.ssim import SSIM
 
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         if min(self.alpha, self.beta, self.gamma) < 0:

@@ -18,7 +18,7 @@ from typing import Iterable, Tuple, TypeVar, Union
 
 import torch
 
-from .errors import (
+from ..errors import (
     ChannelError,
     ConfigError,
     DeviceMismatchError,

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_pair,
@@ -49,7 +49,7 @@ from .branches import (
     structure_branch_features,
     tumor_branch_features,
 )
-from .errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
+from ..errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
 from .kspace import fft2c, image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
 
@@ -89,7 +89,7 @@ class KCrossResult:
 
     Attributes:
         score: (B,) quality in [0, 1], higher is better; for volumes the mean over scored slices.
-        branches: :data:`~kcross_metric.branches.BRANCHES` (complex, tumor, structure, natural) ->
+        branches: :data:`~kcross_metric.core.branches.BRANCHES` (complex, tumor, structure, natural) ->
             (B,) branch qualities ``exp(-network output)`` in [0, 1], for volumes the mean over
             scored slices. ``tumor`` is 1.0 where no lesion was found (the branch is dropped).
         lesion_mask: bool mask, same shape as the inputs, the lesion region the tumor branch used.
@@ -276,7 +276,7 @@ class KCross(nn.Module):
             self.nets = _networks
             self.weights_info: dict[str, object] = {"weights": None, "pretrained": False}
         else:
-            from .weights import load_safetensors_with_metadata, load_state_dict_strict, resolve_weights, sha256_file
+            from ..weights import load_safetensors_with_metadata, load_state_dict_strict, resolve_weights, sha256_file
 
             path = resolve_weights(weights, filename=WEIGHTS_FILENAME)
             tensors, metadata = load_safetensors_with_metadata(path)
@@ -322,7 +322,7 @@ class KCross(nn.Module):
         **kwargs: object,
     ) -> "KCross":
         """Load weights from a Hugging Face Hub repository at a pinned ``revision`` (commit sha)."""
-        from .weights import hub_download
+        from ..weights import hub_download
 
         path = hub_download(
             repo_id,
@@ -346,7 +346,7 @@ class KCross(nn.Module):
 
     @property
     def version(self) -> dict[str, object]:
-        from ._version import __version__
+        from .._version import __version__
 
         info = {"kcross_metric": __version__, "combine": self.combine}
         info.update({k: v for k, v in self.weights_info.items() if k != "metadata"})
@@ -675,7 +675,7 @@ class KCross(nn.Module):
         source: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> KCrossExplanation:
-        """:meth:`score` without gradients, plus the error maps (see :mod:`kcross_metric.explain`).
+        """:meth:`score` without gradients, plus the error maps (see :mod:`kcross_metric.core.explain`).
 
         Inputs as for :meth:`score`. Returns a :class:`KCrossExplanation`: the :class:`KCrossResult`
         with its per-slice fields (B,D) also for slice inputs (``D = 1``), ``error_map`` and

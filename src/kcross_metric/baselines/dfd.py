@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._checks import (
+from .._util.checks import (
     DataRange,
     check_data_range,
     check_reduction,
@@ -45,15 +45,15 @@ from ._checks import (
     prepare_image_pair,
     reduce,
 )
-from .baselines._backbones import (
+from ._backbones import (
     FeatureTaps,
     freeze,
     load_backbone_state,
     vgg16_features,
 )
-from .baselines._utils import check_min_size
-from .errors import ChannelError, ConfigError, WeightsError
-from .nets.ssfd import SSFDEncoder, zscore
+from ._utils import check_min_size
+from ..errors import ChannelError, ConfigError, WeightsError
+from ._ssfd import SSFDEncoder, zscore
 
 __all__ = ["DFD", "DFDSSFD", "DFDVGG16", "DISTANCES", "NORMALIZATIONS", "SSFD_FILENAME", "DFDRandom", "dfd"]
 
@@ -175,7 +175,7 @@ class DFD(nn.Module):
     def lpips(net: str = "alex", data_range: DataRange = 1.0, reduction: str = "none", *,
               weights_path: str | os.PathLike[str] | None = None) -> nn.Module:
         """The package's LPIPS v0.1 module (:mod:`kcross_metric.baselines.lpips`), learned heads included."""
-        from .baselines.lpips import LPIPSVGG, LPIPSAlex
+        from .lpips import LPIPSVGG, LPIPSAlex
 
         classes = {"alex": LPIPSAlex, "vgg": LPIPSVGG}
         if net not in classes:
@@ -186,7 +186,7 @@ class DFD(nn.Module):
     def dists(data_range: DataRange = 1.0, reduction: str = "none", *,
               weights_path: str | os.PathLike[str] | None = None) -> nn.Module:
         """The package's DISTS module (:mod:`kcross_metric.baselines.dists`)."""
-        from .baselines.dists import DISTS
+        from .dists import DISTS
 
         return DISTS(data_range=data_range, reduction=reduction, weights_path=weights_path)
 
@@ -289,8 +289,8 @@ def _vgg16_encoder(taps: Sequence[int], *, weights_path: str | os.PathLike[str] 
 
 def _ssfd_encoder(weights: str | os.PathLike[str] | None) -> tuple[SSFDEncoder, int, dict[str, object]]:
     """(encoder, index of the tapped level in its output list, weights info)."""
-    from .nets.ssfd import SSFDEncoder
-    from .weights import (
+    from ._ssfd import SSFDEncoder
+    from ..weights import (
         load_safetensors_with_metadata,
         load_state_dict_strict,
         resolve_weights,

@@ -5,7 +5,7 @@ Anatomy: fractional (partial-volume) tissue maps built from ellipsoids in normal
 outer CSF layer, a folded cortical grey-matter ribbon, white matter, deep grey nuclei and two
 lateral ventricles. A lesion (necrotic core, enhancing rim, surrounding edema) with a lumpy outline
 is placed in hemispheric white matter and replaces white/grey matter only, so it always lies inside
-the brain. Axis convention matches :mod:`kcross_metric.io`: 2-D ``(H, W)`` is an axial slice
+the brain. Axis convention matches :mod:`kcross_metric.data.io`: 2-D ``(H, W)`` is an axial slice
 (rows posterior->anterior, columns left->right); 3-D ``(D, H, W)`` adds inferior->superior.
 
 Signal: closed-form magnitude equations at **1.5 T**,
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError
 
 __all__ = [
     "CONTRASTS",

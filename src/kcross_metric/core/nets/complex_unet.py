@@ -4,7 +4,7 @@ Each down-sampling block is complex conv (3x3, stride 2) -> complex BN -> comple
 up-sampling block is complex transposed conv (2x2, stride 2) -> complex BN -> complex LeakyReLU,
 then the skip connection is concatenated and fused by complex conv -> BN -> LeakyReLU. (One conv
 per level instead of two keeps a CPU training run within the hour.) The last layer is a complex
-transposed conv with a **linear** output: the reconstruction target is normalized k-space (see :mod:`kcross_metric.kspace`),
+transposed conv with a **linear** output: the reconstruction target is normalized k-space (see :mod:`kcross_metric.core.kspace`),
 so no tanh bounds it (a tanh on raw k-space cannot reach the DC term; see METHOD-NOTES).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.complex import (
+from .complex import (
     ComplexBatchNorm2d,
     ComplexConv2d,
     ComplexConvTranspose2d,

@@ -34,9 +34,9 @@ __all__ = [
 ]
 
 #: The three branches of paper Sec. III, whose feature vectors this module computes; the parts of
-#: a score's shortfall that :meth:`~kcross_metric.metric.KCrossResult.shares` splits.
+#: a score's shortfall that :meth:`~kcross_metric.core.metric.KCrossResult.shares` splits.
 FEATURE_BRANCHES = ("complex", "tumor", "structure")
-#: Keys of :attr:`KCrossResult.branches <kcross_metric.metric.KCrossResult.branches>`, in the order
+#: Keys of :attr:`KCrossResult.branches <kcross_metric.core.metric.KCrossResult.branches>`, in the order
 #: reports show them: the feature branches, then ``natural``, the natural score network's quality
 #: of tumor and structure together.
 BRANCHES = (*FEATURE_BRANCHES, "natural")

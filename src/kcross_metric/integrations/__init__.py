@@ -1,0 +1,2 @@
+"""K-CROSS inside training code: torchmetrics classes for validation loops (:mod:`.metrics`,
+needs ``torchmetrics``) and losses for generators (:mod:`.losses`)."""
