@@ -19,9 +19,9 @@ from kcross_metric.train.ratedsets.ladders import LADDERS
 from kcross_metric.weights import bundled_dir, sha256_file
 
 #: SHA-256 of the weight file the values below were computed with
-PINNED_SHA256 = "c08c366359a0657dbbd800d566b7d1cd5c7354b2d6c970c21343ac66531183c2"
+PINNED_SHA256 = "ba4505bd7bcd1293752b4d5d20778096d02cef31f01bab6a12e12e7880c5e79d"
 #: KCross()(fake, real, source) of make_pair((128, 128), seed=s) for s in 0..2, then (fake, real) without source
-PINNED_SCORES = (0.270083, 0.247981, 0.263639, 0.270166)
+PINNED_SCORES = (0.227101, 0.192989, 0.212952, 0.227113)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def test_golden_scores(metric: KCross):
 
 
 #: Known misses of the shipped weights, kept visible: equispaced undersampling R=4 vs R=6 on phantom
-#: seed 0 scores 0.1593 vs 0.1624 (zero-filled equispaced undersampling of this phantom; validation
-#: subjects: 0.988 of the steps, docs/results-ladders.md). strict: a fix makes it fail.
+#: seed 0 scores 0.0992 vs 0.1019 (zero-filled equispaced undersampling of this phantom; validation
+#: subjects: every step ordered, docs/results-ladders.md). strict: a fix makes it fail.
 KNOWN_MISSES = {("undersampling_equispaced", 0)}
 
 
