@@ -30,15 +30,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ladders_table import _fmt, _set_key, build_set, encode_weights, ladder_credit, lesion_credit  # noqa: E402
-
+from kcross_metric.core.metric import KCross  # noqa: E402
 from kcross_metric.train.config import Stage2Config, load_config  # noqa: E402
 from kcross_metric.train.export import assemble_networks  # noqa: E402
 from kcross_metric.train.ratedsets.ladders import HELD_OUT_FAMILIES, HELD_OUT_LESION_EDITS, LADDERS  # noqa: E402
 from kcross_metric.train.ratedsets.twoafc import ALL_LESION_EDITS  # noqa: E402
 from kcross_metric.train.stage2 import ScoreHeads, _training_bank, select_pairs, train_stage2, with_design  # noqa: E402
-from kcross_metric.core.metric import KCross  # noqa: E402
 from kcross_metric.weights import sha256_file  # noqa: E402
+from ladders_table import _fmt, _set_key, build_set, encode_weights, ladder_credit, lesion_credit  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "kcross_metric" / "train" / "configs"
 

@@ -131,10 +131,10 @@ def proxy_rows(table: ScoreTable, n_boot: int = 1000, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kcross_metric._util.shared_data import shared_path
     from kcross_metric.evaluation.agreement import srocc
     from kcross_metric.evaluation.nirps import attach_prefill, load_nirps_prefill, load_nirps_scores
     from kcross_metric.evaluation.tables import write_atomic
-    from kcross_metric._util.shared_data import shared_path
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-boot", type=int, default=1000)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kcross_metric import __version__
+from kcross_metric._util.shared_data import shared_path
 from kcross_metric.evaluation.agreement import evaluate_metric
 from kcross_metric.evaluation.nirps import (
     NIRPS_METRICS,
@@ -35,7 +36,6 @@ from kcross_metric.evaluation.tables import (
     resolve_directions,
     write_atomic,
 )
-from kcross_metric._util.shared_data import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "model")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "listing orders (" + "; ".join(LISTING_ORDERS) + "); *chance* = expected rank-mode inconsistency "
         "of a random ordering of the same slices.",
         "",
-        "| generator | dataset | metric | paper Table II | rank (intended) | regression | legacy (defect, file order) | legacy, 4 listing orders | chance |",
+        "| generator | dataset | metric | paper Table II | rank (intended) | regression | legacy (defect, file order) | legacy, 4 listing orders | chance |",  # noqa: E501
         "|---|---|---|---|---|---|---|---|---|",
     ]
     groups = dict(table.group_by(GROUPS))

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from kcross_metric.data import distortions as D
 from kcross_metric.core.nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
+from kcross_metric.data import distortions as D
 from kcross_metric.train.data import available_cases, build_slices
 from kcross_metric.train.splits import VALIDATION_CASES, subject
 from kcross_metric.weights import load_safetensors

@@ -12,8 +12,9 @@ What it measures, in one run, printed as markdown tables:
    milliseconds per slice (process time, all threads; far less sensitive than wall time to other
    jobs on the machine), the throughput ratio to LPIPS-VGG at the same batch size, the peak RSS of
    the process that ran that metric (each metric runs in its own subprocess, so peaks do not mix)
-   and the metric's share of it (peak minus the RSS once torch was imported and the inputs made). K-CROSS uses ``KCross.untrained(seed=0)`` when no weights are bundled: the architecture,
-   hence the speed, is the same;
+   and the metric's share of it (peak minus the RSS once torch was imported and the inputs made).
+   K-CROSS uses ``KCross.untrained(seed=0)`` when no weights are bundled: the architecture, hence
+   the speed, is the same;
 2. a full 240x240x155 BraTS volume scored end to end by ``kcross-score`` (NIfTI reading,
    normalisation, scoring; a subprocess: wall time and peak RSS). The real T2 of
    BraTS-GLI-00000-000 from ../shared/data is the reference, its T1 the source, and the "fake" is the
@@ -87,8 +88,8 @@ def _env(threads: int | None) -> dict[str, str]:
 
 
 def _bundled_weights() -> bool:
-    from kcross_metric.errors import WeightsError
     from kcross_metric.core.metric import WEIGHTS_FILENAME
+    from kcross_metric.errors import WeightsError
     from kcross_metric.weights import resolve_weights
 
     try:

@@ -32,7 +32,12 @@ from kcross_metric.train.config import Stage2Config
 from kcross_metric.train.ratedsets.twoafc import generate_pairs, load_case, load_twoafc_set, pairs_from_synthesized
 from kcross_metric.train.splits import TRAIN_CASES
 from kcross_metric.train.stage2 import (
-    FeatureBank, ScoreHeads, balanced_weights, pair_bank, train_stage2, twoafc_accuracy,
+    FeatureBank,
+    ScoreHeads,
+    balanced_weights,
+    pair_bank,
+    train_stage2,
+    twoafc_accuracy,
 )  # fmt: skip
 from kcross_metric.train.translation.synthesize import load_synthesized_set
 
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for i in range(0, len(rows), 32):
                 chunk = rows[i : i + 32]
-                stack = lambda k: torch.stack([torch.as_tensor(r[k]) for r in chunk])[:, None].float()  # noqa: E731
+                stack = lambda k, chunk=chunk: torch.stack([torch.as_tensor(r[k]) for r in chunk])[:, None].float()  # noqa: E731
                 f = kc.slice_features(stack("fake"), stack("real"), stack("source"), stack("mask"))
                 for key, name in (("vc", "complex"), ("vt", "tumor"), ("vs", "structure")):
                     out[key].append(f[name])

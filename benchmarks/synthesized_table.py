@@ -251,7 +251,7 @@ def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margi
             hib = higher_is_better(col)
             value = srocc(v, e, higher_is_better=hib)
             values.append(value)
-            ci = bootstrap_ci(lambda a, b: srocc(a, b, higher_is_better=hib), v, e, n_boot=n_boot, seed=0)
+            ci = bootstrap_ci(lambda a, b, hib=hib: srocc(a, b, higher_is_better=hib), v, e, n_boot=n_boot, seed=0)
             cells.append(f"{value:.2f} [{ci.low:.2f}, {ci.high:.2f}]")
             csv_rows.append(["srocc_epoch", col, g, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(len(sel))])
         mean_srocc[col] = float(np.mean(values))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kcross_metric.baselines._backbones import OFFLINE_ENV_VAR, backbone_available
 from kcross_metric._util.shared_data import ENV_VAR, shared_path
+from kcross_metric.baselines._backbones import OFFLINE_ENV_VAR, backbone_available
 
 # The library never looks for ../shared by itself: the tests name the shared folder beside the
 # checkout, unless the caller chose one (CI's first pass names a missing folder on purpose).

@@ -10,9 +10,9 @@ from torch import nn
 pytest.importorskip("torchmetrics")
 
 from kcross_metric import KCross
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.errors import ConfigError, RangeError
 from kcross_metric.integrations.metrics import KCrossLoss, kcross_loss
-from kcross_metric.data.phantom import make_phantom
 
 
 @pytest.fixture(scope="module", autouse=True)

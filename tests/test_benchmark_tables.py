@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from kcross_metric.errors import ConfigError, FileFormatError
 from kcross_metric.data.phantom import make_phantom
-from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, write_twoafc_set
+from kcross_metric.errors import ConfigError, FileFormatError
 from kcross_metric.evaluation.volume25d import score_25d
+from kcross_metric.train.ratedsets.twoafc import TwoAFCPair, write_twoafc_set
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -269,7 +269,9 @@ def test_twoafc_table_end_to_end_uses_cache(tmp_path: Path, capsys: pytest.Captu
     second = capsys.readouterr().out
     assert "kcross: 0 pairs computed, 4 from cache" in second and "mae: 0 pairs computed" in second
     t1, t2 = out1.read_text(encoding="utf-8"), out2.read_text(encoding="utf-8")
-    body = lambda t: t.split("\n\n", 1)[1]
+    def body(t: str) -> str:
+        return t.split("\n\n", 1)[1]
+
     assert body(t1) == body(t2)
     assert "| psnr | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in t1
     assert "| mae | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in t1

@@ -15,11 +15,11 @@ from kcross_metric.cli import folder as folder_mod
 from kcross_metric.cli._common import load_inputs
 from kcross_metric.cli.folder import pair_files, parse_metrics, report_parts_dir, slice_csv_path
 from kcross_metric.cli.score import main
-from kcross_metric.errors import ConfigError, InputError
-from kcross_metric.data.io import save_volume
 from kcross_metric.core.metric import KCross
 from kcross_metric.core.nets.kcross_nets import KCrossNetworks
+from kcross_metric.data.io import save_volume
 from kcross_metric.data.phantom import make_pair
+from kcross_metric.errors import ConfigError, InputError
 from kcross_metric.weights import save_safetensors, write_checksums
 
 # maps array indices (d, h, w) to world (z, y, x): files load back as the same (D, H, W) arrays

@@ -120,8 +120,8 @@ def test_empty_reference_volume_is_an_error(volumes, weights_file, tmp_path, cap
 
 
 def test_empty_reference_in_python_names_the_volume():
-    from kcross_metric.errors import EmptyReferenceError, InputError
     from kcross_metric.core.metric import KCross
+    from kcross_metric.errors import EmptyReferenceError, InputError
 
     real = torch.rand(2, 1, 3, 32, 32)
     real[1] = 0.0

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import imagenet_available
 
+from conftest import imagenet_available
 from kcross_metric import KCross, create_metric, metric_info
 from kcross_metric.errors import EmptyReferenceError
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import need_shared, need_imagenet
 from torch import nn
 
+from conftest import need_imagenet
 from kcross_metric import weights as weights_mod
+from kcross_metric.baselines._ssfd import SSFDInpainter, zscore
 from kcross_metric.baselines.dfd import DFD, dfd
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.errors import (
     ChannelError,
     ConfigError,
@@ -18,8 +20,6 @@ from kcross_metric.errors import (
     UntrainedWeightsError,
     WeightsNotFoundError,
 )
-from kcross_metric.baselines._ssfd import SSFDInpainter, zscore
-from kcross_metric.data.phantom import make_phantom
 from kcross_metric.registry import create_metric, metric_info
 
 

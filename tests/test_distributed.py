@@ -19,9 +19,9 @@ dist = pytest.importorskip("torch.distributed")
 if not dist.is_available() or not dist.is_gloo_available():  # pragma: no cover
     pytest.skip("torch.distributed with the gloo backend is not available", allow_module_level=True)
 
-from kcross_metric import KCross
-from kcross_metric.integrations.metrics import KCrossMetric, MAEMetric, RegistryMetric, SSIMMetric
-from kcross_metric.data.phantom import make_pair
+from kcross_metric import KCross  # noqa: E402 (after the skip above)
+from kcross_metric.data.phantom import make_pair  # noqa: E402 (after the skip above)
+from kcross_metric.integrations.metrics import KCrossMetric, MAEMetric, RegistryMetric, SSIMMetric  # noqa: E402 (after the skip above)
 
 N_SAMPLES = 7
 #: scenario -> per rank, the (start, stop) slices of the dataset it updates with, in order.

@@ -249,8 +249,8 @@ def _exec_python(block_body: str, name: str, namespace: dict[str, object]) -> No
 
 def _run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str], monkeypatch) -> list[str]:
     """Run the tested blocks in page order; skip the rest of the page at a missing shared path."""
-    from kcross_metric.baselines import backbone_available
     from kcross_metric._util.shared_data import shared_path
+    from kcross_metric.baselines import backbone_available
 
     monkeypatch.chdir(cwd)
     for key, value in env.items():

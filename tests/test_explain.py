@@ -11,9 +11,9 @@ import torch
 import kcross_metric.core.metric
 from kcross_metric import KCross, KCrossResult
 from kcross_metric.core.branches import BRANCHES, FEATURE_BRANCHES
-from kcross_metric.errors import ConfigError, ShapeError
 from kcross_metric.core.explain import KSPACE_ERROR_EPS, KCrossExplanation, explain
 from kcross_metric.data.phantom import make_pair
+from kcross_metric.errors import ConfigError, ShapeError
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +184,8 @@ def test_no_shares_when_nothing_to_share():
 
 
 def test_explain_refuses_an_empty_reference_like_score():
-    from kcross_metric.errors import EmptyReferenceError
     from kcross_metric.core.metric import KCross
+    from kcross_metric.errors import EmptyReferenceError
 
     metric = KCross.untrained(seed=0)
     real = torch.zeros(1, 1, 4, 32, 32)

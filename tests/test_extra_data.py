@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from kcross_metric.errors import ConfigError, DataNotFoundError, FileFormatError
+from kcross_metric.errors import ConfigError, DataNotFoundError
 from kcross_metric.train import data as train_data
 from kcross_metric.train import splits
 

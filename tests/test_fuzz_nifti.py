@@ -23,8 +23,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from kcross_metric.errors import FileFormatError, InputError
 from kcross_metric.data.io import Volume, load_image, load_volume
+from kcross_metric.errors import FileFormatError, InputError
 
 SHAPE = (6, 7, 5)
 HEADER_BYTES = 348  # NIfTI-1 header; voxel data start at vox_offset = 352

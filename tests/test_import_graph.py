@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "kcross_metric"
 CLI = f"{PACKAGE}.cli"

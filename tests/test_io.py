@@ -8,17 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import need_shared
 
-from kcross_metric.errors import (
-    ConfigError,
-    FileFormatError,
-    GridMismatchError,
-    InputError,
-    NonFiniteError,
-    OutputExistsError,
-    ShapeError,
-)
+from conftest import need_shared
 from kcross_metric.data.io import (
     Volume,
     brain_mask,
@@ -29,6 +20,15 @@ from kcross_metric.data.io import (
     normalize_volume,
     resample_to,
     save_volume,
+)
+from kcross_metric.errors import (
+    ConfigError,
+    FileFormatError,
+    GridMismatchError,
+    InputError,
+    NonFiniteError,
+    OutputExistsError,
+    ShapeError,
 )
 
 

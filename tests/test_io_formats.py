@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kcross_metric.cli.score import main as score_main
-from kcross_metric.errors import FileFormatError, GridMismatchError
 from kcross_metric.data.io import check_same_grid, load_volume
+from kcross_metric.errors import FileFormatError, GridMismatchError
 
 sitk = pytest.importorskip("SimpleITK")
 

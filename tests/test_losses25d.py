@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import need_shared, need_imagenet
 
+from conftest import need_imagenet
+from kcross_metric.data.phantom import make_phantom
 from kcross_metric.errors import ConfigError
 from kcross_metric.integrations.losses import (
     Cyclic25DLoss,
@@ -13,7 +14,6 @@ from kcross_metric.integrations.losses import (
     PlanePerceptualLoss,
     minmax_per_slice,
 )
-from kcross_metric.data.phantom import make_phantom
 
 A, C, S = "axial", "coronal", "sagittal"
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kcross_metric import KCross, create_metric
+from kcross_metric.data.phantom import make_pair
 from kcross_metric.errors import (
     ChannelError,
     ConfigError,
@@ -13,7 +14,6 @@ from kcross_metric.errors import (
     ShapeError,
     UntrainedWeightsError,
 )
-from kcross_metric.data.phantom import make_pair
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 
 from hub_server import FakeHub
 from kcross_metric import KCross
-from kcross_metric.errors import ConfigError, WeightsNotFoundError
 from kcross_metric.core.nets.kcross_nets import KCrossNetworks
+from kcross_metric.errors import ConfigError, WeightsNotFoundError
 from kcross_metric.weights import save_safetensors
 
 REPO = "kcross/kcross-metric"

@@ -12,8 +12,8 @@ import torch
 
 pytest.importorskip("torchmetrics")
 from conftest import imagenet_available
-
 from kcross_metric import KCross, create_metric, list_metrics, metric_info
+from kcross_metric.data.phantom import make_pair
 from kcross_metric.errors import ConfigError, RangeError, ShapeError
 from kcross_metric.integrations.metrics import (
     DISTSMetric,
@@ -29,7 +29,6 @@ from kcross_metric.integrations.metrics import (
     SSIMMetric,
     metric_class,
 )
-from kcross_metric.data.phantom import make_pair
 
 ALIASES = {
     "kcross": KCrossMetric,

@@ -9,9 +9,9 @@ import torch
 
 from kcross_metric import KCross
 from kcross_metric.core.branches import lesion_change_features
-from kcross_metric.errors import ConfigError, WeightsError
 from kcross_metric.core.nets.kcross_nets import KCrossNetworks, head_energies
 from kcross_metric.core.nets.score import MonotoneScoreNet, complex_monotone_inputs
+from kcross_metric.errors import ConfigError, WeightsError
 from kcross_metric.train.ratedsets import ladders as L
 from kcross_metric.train.ratedsets import twoafc as T
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from kcross_metric.errors import ConfigError, ShapeError
 from kcross_metric.data.phantom import (
     CONTRASTS,
     TISSUES,
@@ -16,6 +15,7 @@ from kcross_metric.data.phantom import (
     signal,
     tissue_maps,
 )
+from kcross_metric.errors import ConfigError, ShapeError
 
 
 def _pure(maps: dict[str, np.ndarray], tissue: str) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from kcross_metric import KCross
-from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
 from kcross_metric.data.phantom import make_pair
+from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
 from kcross_metric.report import (
     GENERATOR,
     ReportEntry,

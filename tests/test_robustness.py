@@ -27,11 +27,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import imagenet_available
 
+from conftest import imagenet_available
 from kcross_metric import KCross, create_metric, metric_info
 from kcross_metric._util.checks import RANGE_TOLERANCE, check_device
 from kcross_metric.baselines.psnr import PSNR_MAX_DB
+from kcross_metric.data.io import check_same_grid, load_volume
 from kcross_metric.errors import (
     ChannelError,
     ChecksumError,
@@ -45,7 +46,6 @@ from kcross_metric.errors import (
     ShapeError,
     WeightsError,
 )
-from kcross_metric.data.io import check_same_grid, load_volume
 
 CLASSICAL = ["mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd"]
 DEEP = ["lpips_alex", "lpips_vgg", "dists"]

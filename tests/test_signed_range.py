@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from conftest import imagenet_available
 
+from conftest import imagenet_available
 from kcross_metric import KCross, create_metric, list_metrics
 from kcross_metric._util.checks import (
     IntensityRange,
@@ -28,8 +28,8 @@ from kcross_metric._util.checks import (
     prepare_image_pair,
 )
 from kcross_metric.baselines.dfd import DFD
-from kcross_metric.errors import ChannelError, ConfigError, NonFiniteError, RangeError
 from kcross_metric.data.phantom import make_pair
+from kcross_metric.errors import ChannelError, ConfigError, NonFiniteError, RangeError
 from kcross_metric.evaluation.volume25d import score_25d
 
 CLASSICAL = ("mae", "psnr", "ssim", "ms_ssim", "nlpd", "gmsd")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import need_shared, need_imagenet
+from conftest import need_imagenet, need_shared
 from kcross_metric.cli.train import main as train_main
 from kcross_metric.core.metric import KCross
 
@@ -208,8 +208,8 @@ def test_random_affine_moves_image_and_mask_together():
 def test_segmenter_finetune_phase_config(tmp_path, capsys):
     """segmenter_finetune.yaml continues segmenter.yaml: same network, init_from given by --init; a
     missing or mismatched init is a clear error before any data is read."""
-    from kcross_metric.errors import ConfigError
     from kcross_metric.core.nets.segmenter import LesionSegmenter
+    from kcross_metric.errors import ConfigError
     from kcross_metric.train.config import SegmenterConfig, load_config
     from kcross_metric.train.segmenter import _load_initial_weights
     from kcross_metric.weights import save_safetensors

@@ -14,8 +14,8 @@ from torch import nn
 
 from conftest import need_shared
 from kcross_metric.cli.train import main as train_main
-from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
 from kcross_metric.data.phantom import make_phantom
+from kcross_metric.errors import ConfigError, OutputExistsError, ShapeError
 from kcross_metric.train.config import TranslationConfig
 from kcross_metric.train.translation.data import parse_direction
 from kcross_metric.train.translation.nets import PatchDiscriminator, ResnetGenerator, UNetGenerator

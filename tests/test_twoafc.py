@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kcross_metric.cli.train import main as train_main
 from kcross_metric.data import distortions as D
 from kcross_metric.errors import (
     ConfigError,
@@ -17,7 +18,6 @@ from kcross_metric.errors import (
 )
 from kcross_metric.train import data as train_data
 from kcross_metric.train import splits
-from kcross_metric.cli.train import main as train_main
 from kcross_metric.train.ratedsets import twoafc as T
 
 S = 64

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import need_imagenet
 
+from conftest import need_imagenet
 from kcross_metric.baselines.mae import MAE
-from kcross_metric.errors import ConfigError, ImageTooSmallError, InputError, ShapeError
 from kcross_metric.core.metric import KCross
 from kcross_metric.data.phantom import make_phantom
-from kcross_metric.registry import list_metrics
+from kcross_metric.errors import ConfigError, ImageTooSmallError, InputError, ShapeError
 from kcross_metric.evaluation.volume25d import plane_slices, score_25d
+from kcross_metric.registry import list_metrics
 
 SHAPE = (16, 20, 18)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from hub_server import FakeHub
 
+from hub_server import FakeHub
 from kcross_metric import weights as W
 from kcross_metric.errors import (
     ChecksumError,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+
 from conftest import need_shared
 
 CALIB_NAMES = ("I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _official(path: Path) -> dict[str, tuple[float, ...]]:
     with path.open(newline="") as fh:
         rows = list(csv.reader(fh))
@@ -30,7 +31,7 @@ def official(method: str) -> np.ndarray:
     return np.array(_official(path)[method])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_pairs(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     image = pytest.importorskip("PIL.Image")
     dist, ref = [], []
@@ -63,7 +64,7 @@ def degraded(img: torch.Tensor, seed: int = 0, noise: float = 0.05) -> torch.Ten
     return out.clamp(0, 1).reshape(img.shape)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _brats_crop(path: Path) -> torch.Tensor:
     nib = pytest.importorskip("nibabel")
     vol = np.asarray(nib.load(str(path)).dataobj, dtype=np.float64)

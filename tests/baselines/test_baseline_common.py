@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 from _baseline_helpers import assert_batch_independent, degraded, mr_slice
-from conftest import imagenet_available
 
+from conftest import imagenet_available
 from kcross_metric import create_metric, metric_info
 from kcross_metric.errors import ConfigError, DTypeError, NonFiniteError, RangeError, ShapeError
 

@@ -14,8 +14,8 @@ from _baseline_helpers import (
     mr_slice,
     official,
 )
-from conftest import need_shared
 
+from conftest import need_shared
 from kcross_metric.baselines import DISTS, dists
 from kcross_metric.baselines._backbones import DISTS_FILE, VGG16_FILE
 from kcross_metric.errors import ChannelError, ImageTooSmallError, WeightsNotFoundError

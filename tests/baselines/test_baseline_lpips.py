@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from _baseline_helpers import assert_batch_independent, calibration_pairs, degraded, mr_slice, official
-from conftest import need_shared
 
+from conftest import need_shared
 from kcross_metric.baselines import LPIPSVGG, LPIPSAlex, lpips
 from kcross_metric.baselines._backbones import ALEXNET_FILE, ENV_VAR, load_backbone_state, verify_sha256
 from kcross_metric.errors import ChannelError, ChecksumError, ImageTooSmallError, WeightsError, WeightsNotFoundError

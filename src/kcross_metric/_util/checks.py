@@ -13,8 +13,9 @@ convention; every metric then computes as before. A range that starts at 0 is us
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Tuple, TypeVar, Union
+from typing import TypeVar
 
 import torch
 
@@ -34,7 +35,7 @@ RANGE_TOLERANCE = 1e-3
 _REDUCTIONS = ("none", "mean", "sum")
 
 #: What ``data_range=`` accepts: a number R for ``[0, R]`` or a pair ``(low, high)``.
-DataRange = Union[float, Tuple[float, float]]
+DataRange = float | tuple[float, float]
 
 _T = TypeVar("_T")
 

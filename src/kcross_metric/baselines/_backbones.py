@@ -33,8 +33,8 @@ import os
 import sys
 import warnings
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._util.files import atomic_write, sha256_file
-from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
 from .._util.shared_data import shared_path
-from ..weights import SearchFolder, folder_from_env, bundled_dir, load_safetensors, locate_file, read_checksums
+from ..errors import BackboneNotFoundError, ChecksumError, ConfigError, WeightsError, WeightsNotFoundError
+from ..weights import SearchFolder, bundled_dir, folder_from_env, load_safetensors, locate_file, read_checksums
 
 __all__ = [
     "ENV_VAR",

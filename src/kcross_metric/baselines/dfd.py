@@ -45,15 +45,15 @@ from .._util.checks import (
     prepare_image_pair,
     reduce,
 )
+from ..errors import ChannelError, ConfigError, WeightsError
 from ._backbones import (
     FeatureTaps,
     freeze,
     load_backbone_state,
     vgg16_features,
 )
-from ._utils import check_min_size
-from ..errors import ChannelError, ConfigError, WeightsError
 from ._ssfd import SSFDEncoder, zscore
+from ._utils import check_min_size
 
 __all__ = ["DFD", "DFDSSFD", "DFDVGG16", "DISTANCES", "NORMALIZATIONS", "SSFD_FILENAME", "DFDRandom", "dfd"]
 
@@ -289,13 +289,13 @@ def _vgg16_encoder(taps: Sequence[int], *, weights_path: str | os.PathLike[str] 
 
 def _ssfd_encoder(weights: str | os.PathLike[str] | None) -> tuple[SSFDEncoder, int, dict[str, object]]:
     """(encoder, index of the tapped level in its output list, weights info)."""
-    from ._ssfd import SSFDEncoder
     from ..weights import (
         load_safetensors_with_metadata,
         load_state_dict_strict,
         resolve_weights,
         sha256_file,
     )
+    from ._ssfd import SSFDEncoder
 
     path = resolve_weights(weights, filename=SSFD_FILENAME)
     tensors, meta = load_safetensors_with_metadata(path)

@@ -93,7 +93,7 @@ class DISTS(nn.Module):
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         freeze(self)
 
-    def train(self, mode: bool = True) -> "DISTS":
+    def train(self, mode: bool = True) -> DISTS:
         """A frozen metric: always stays in eval mode."""
         return super().train(False)
 

@@ -85,7 +85,7 @@ class _LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
         freeze(self)
 
-    def train(self, mode: bool = True) -> "_LPIPS":
+    def train(self, mode: bool = True) -> _LPIPS:
         """A frozen metric: always stays in eval mode."""
         return super().train(False)
 

@@ -9,7 +9,7 @@ decimation, as in the authors' ``msssim.m``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ._common import add_imagenet_option
 
@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _outputs(args: argparse.Namespace, *names: str) -> None:
-    from ..evaluation.tables import check_writable
     from ..errors import ConfigError
+    from ..evaluation.tables import check_writable
 
     paths = [getattr(args, n) for n in names if getattr(args, n, None)]
     seen: set[str] = set()

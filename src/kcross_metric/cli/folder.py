@@ -4,7 +4,8 @@
                  [--metrics kcross,ssim,psnr,...] [--per-slice] [--report report.html]
 
 * Files are paired by name: ``FAKE_DIR/case1.nii.gz`` with ``REAL_DIR/case1.nii.gz`` (the suffix
-  may differ: ``.nii``, ``.nii.gz``, and with SimpleITK ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``). Any file without a partner is an error that lists them all.
+  may differ: ``.nii``, ``.nii.gz``, and with SimpleITK ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``).
+  Any file without a partner is an error that lists them all.
 * Every pair is loaded and normalized like a single ``kcross-score`` call, scored with K-CROSS and
   with the registry baselines named in ``--metrics`` on the same normalized volumes in [0, 1]:
   metrics whose :class:`~kcross_metric.registry.MetricInfo` ``supports_3d`` (MAE, PSNR, SSIM,
@@ -36,8 +37,8 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from ..errors import ConfigError, EmptyReferenceError, InputError
 from ..data.io import SITK_SUFFIXES
+from ..errors import ConfigError, EmptyReferenceError, InputError
 
 __all__ = [
     "BaselineSet",

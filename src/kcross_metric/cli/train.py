@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ._common import EXIT_OK, run_main, set_folder_variable
 

@@ -41,6 +41,7 @@ from .._util.checks import (
     reduce,
     single_channel,
 )
+from ..errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
 from .branches import (
     BRANCHES,
     FEATURE_BRANCHES,
@@ -49,7 +50,6 @@ from .branches import (
     structure_branch_features,
     tumor_branch_features,
 )
-from ..errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonFiniteError, ShapeError
 from .kspace import fft2c, image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
 
@@ -293,7 +293,7 @@ class KCross(nn.Module):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def untrained(cls, seed: int = 0, design: str = "v2", **kwargs: object) -> "KCross":
+    def untrained(cls, seed: int = 0, design: str = "v2", **kwargs: object) -> KCross:
         """Randomly initialised architecture (for training and tests). Scores are meaningless."""
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
@@ -304,7 +304,7 @@ class KCross(nn.Module):
         return cls(_networks=nets, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def from_networks(cls, networks: KCrossNetworks, **kwargs: object) -> "KCross":
+    def from_networks(cls, networks: KCrossNetworks, **kwargs: object) -> KCross:
         """Wrap trained networks held in memory (used by the training code)."""
         return cls(_networks=networks, **kwargs)  # type: ignore[arg-type]
 
@@ -320,7 +320,7 @@ class KCross(nn.Module):
         expected_sha256: str | None = None,
         allow_unpinned: bool = False,
         **kwargs: object,
-    ) -> "KCross":
+    ) -> KCross:
         """Load weights from a Hugging Face Hub repository at a pinned ``revision`` (commit sha)."""
         from ..weights import hub_download
 
@@ -337,7 +337,7 @@ class KCross(nn.Module):
         model.weights_info.update({"repo_id": repo_id, "revision": revision})
         return model
 
-    def train(self, mode: bool = True) -> "KCross":
+    def train(self, mode: bool = True) -> KCross:
         # The metric's networks stay in eval mode (frozen BN statistics): scores never depend on
         # the batch. Training code trains ``KCrossNetworks`` directly.
         super().train(mode)
@@ -700,4 +700,5 @@ class KCross(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"data_range={self.data_range}, reduction={self.reduction!r}, combine={self.combine!r}, pretrained={self.weights_info.get('pretrained')}"
+        return (f"data_range={self.data_range}, reduction={self.reduction!r}, combine={self.combine!r}, "
+                f"pretrained={self.weights_info.get('pretrained')}")

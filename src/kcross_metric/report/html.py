@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..core.branches import BRANCHES
-from ..errors import ConfigError
 from ..core.explain import MIN_SHARE_TOTAL
+from ..errors import ConfigError
 from .png import colormap_rgb, gray_rgb, overlay_mask, png_data_uri, to_display
 from .svg import slice_score_plot
 
@@ -147,7 +147,8 @@ def _branch_table(q: Mapping[str, float], c: Mapping[str, float], shares: Mappin
     any_share = any(v > 0 for v in shares.values())  # all 0: nothing to share out, show no bars
     for k in BRANCHES:
         share = shares.get(k)
-        bar = "" if share is None or not any_share else f'<span class="bar" style="width:{max(share, 0.0) * 120:.0f}px"></span> {share * 100:.0f}%'
+        width = 0.0 if share is None else max(share, 0.0) * 120
+        bar = "" if share is None or not any_share else f'<span class="bar" style="width:{width:.0f}px"></span> {share * 100:.0f}%'
         rows.append(
             f'<tr><td class="l">{k}</td><td>{_fmt(q.get(k))}</td><td>{_fmt(c.get(k))}</td><td class="l">{bar}</td></tr>'
         )

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataNotFoundError, FileFormatError
-from ..data.io import load_volume, normalize_volume
 from .._util.shared_data import shared_path
+from ..data.io import load_volume, normalize_volume
+from ..errors import ConfigError, DataNotFoundError, FileFormatError
 from .splits import SUBJECTS, cases_for_split, subject
 
 __all__ = [

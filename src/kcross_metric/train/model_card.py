@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..weights import sha256_file
 from .splits import TRAIN_CASES, VALIDATION_CASES, subject
+
 
 def _subject_line(case: str) -> str:
     s = subject(case)

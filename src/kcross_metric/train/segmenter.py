@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
-from .config import SegmenterConfig, config_dict
 from ..data import distortions as D
+from .config import SegmenterConfig, config_dict
 from .data import SliceSet, augment, available_cases, build_slices
 from .runner import RunDir, run_epochs, seed_everything
 from .splits import SUBJECTS, TRAIN_CASES, VALIDATION_CASES, subject

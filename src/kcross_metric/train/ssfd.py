@@ -27,8 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
 from ..baselines._ssfd import SSFD_CHANNELS, SSFDEncoder, SSFDInpainter, zscore
+from ..errors import ConfigError
 from ..weights import save_safetensors
 from .config import config_dict, load_config
 from .runner import RunDir, run_epochs, seed_everything

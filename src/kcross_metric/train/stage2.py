@@ -15,17 +15,17 @@ Validation: 2AFC accuracy per rule on pairs built from the validation cases.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FileFormatError
 from ..core.metric import KCross
 from ..core.nets.kcross_nets import KCrossNetworks, head_energies
 from ..core.nets.score import LESION_CHANGE_DIM
+from ..errors import ConfigError, FileFormatError
 from .config import Stage2Config, config_dict
 from .losses import inconsistency_loss, ranking_loss
 from .runner import RunDir, run_epochs, seed_everything
@@ -226,7 +226,8 @@ def _training_bank(config: Stage2Config, kcross: KCross) -> FeatureBank:
     banks: list[FeatureBank] = []
     needs_cases = ((config.constructed_pairs and not config.pairs_csv) or config.n_ladders_per_family
                    or config.n_lesion_pairs_per_edit or config.n_misregistration_pairs)
-    loaded = [load_case(c, data_dir=config.data_root) for c in available_cases(TRAIN_CASES, config.data_root, require=True)] if needs_cases else []
+    cases = available_cases(TRAIN_CASES, config.data_root, require=True) if needs_cases else ()
+    loaded = [load_case(c, data_dir=config.data_root) for c in cases]
     if config.pairs_csv or (config.constructed_pairs and not config.rated_csv):
         pairs = load_twoafc_set(config.pairs_csv) if config.pairs_csv else generate_pairs(
             loaded, n_pairs_per_rule=config.n_pairs_per_rule, seed=config.seed)

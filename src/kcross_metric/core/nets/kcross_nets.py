@@ -68,7 +68,7 @@ class KCrossNetworks(nn.Module):
         return heads
 
     @classmethod
-    def for_state(cls, state: dict[str, torch.Tensor], design: str | None = None) -> "KCrossNetworks":
+    def for_state(cls, state: dict[str, torch.Tensor], design: str | None = None) -> KCrossNetworks:
         """Networks shaped for the parameters ``state`` (its design and segmenter width), not loaded."""
         return cls(design or cls.design_of(state), segmenter_channels_of(state, "segmenter."),
                    segmenter_norm_of(state, "segmenter."))

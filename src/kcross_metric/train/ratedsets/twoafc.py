@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._util.shared_data import ENV_VAR, shared_path
 from ...data import distortions as D
 from ...errors import ConfigError, FileFormatError, OutputExistsError, ShapeError
-from ..._util.shared_data import ENV_VAR, shared_path
 from .. import data as train_data
 
 __all__ = [

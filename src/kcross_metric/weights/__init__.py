@@ -31,9 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._util.files import atomic_write, atomic_write_text
-from ._util.files import sha256_file as _sha256_file
-from .errors import (
+from .._util.files import atomic_write, atomic_write_text
+from .._util.files import sha256_file as _sha256_file
+from ..errors import (
     ChecksumError,
     ConfigError,
     OutputExistsError,
@@ -89,7 +89,7 @@ _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar", "
 
 def bundled_dir() -> Path:
     """Folder of the weights shipped inside the package (``kcross_metric/weights/``)."""
-    return Path(__file__).resolve().parent / "weights"
+    return Path(__file__).resolve().parent
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -719,7 +719,7 @@ def hub_download(
     hub = endpoint or getattr(hf_constants, "ENDPOINT", "https://huggingface.co")
     exc_types = _hub_exceptions()
 
-    from ._version import __version__
+    from .._version import __version__
 
     try:
         local = huggingface_hub.hf_hub_download(
