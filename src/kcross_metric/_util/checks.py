@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import SupportsFloat, SupportsIndex, TypeVar
 
 import torch
 
@@ -87,7 +87,7 @@ def check_data_range(data_range: object) -> DataRange:
     pair = _as_pair(data_range)
     if pair is None:
         try:
-            value = float(data_range)  # type: ignore[arg-type]
+            value = _to_float(data_range)
         except (TypeError, ValueError) as exc:
             raise RangeError(
                 f"data_range must be a positive number R (images in [0, R]) or a pair (low, high), "
@@ -101,7 +101,7 @@ def check_data_range(data_range: object) -> DataRange:
             f"data_range as a range must have exactly two values (low, high), got {len(pair)}: {data_range!r}"
         )
     try:
-        low, high = float(pair[0]), float(pair[1])
+        low, high = _to_float(pair[0]), _to_float(pair[1])
     except (TypeError, ValueError) as exc:
         raise RangeError(f"data_range bounds must be numbers, got {data_range!r}") from exc
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -109,6 +109,13 @@ def check_data_range(data_range: object) -> DataRange:
     if not low < high:
         raise RangeError(f"data_range must be (low, high) with low < high, got {data_range!r}")
     return (low, high)
+
+
+def _to_float(value: object) -> float:
+    """``float(value)`` for anything ``float()`` takes; ``TypeError`` (as ``float()`` raises) otherwise."""
+    if not isinstance(value, (float, int, str, bytes, bytearray, memoryview, SupportsFloat, SupportsIndex)):
+        raise TypeError(f"float() argument must be a string or a real number, not {type(value).__name__!r}")
+    return float(value)
 
 
 def _as_pair(value: object) -> list[object] | None:
@@ -311,14 +318,14 @@ def prepare_image_pair(
     return rng.to_internal(xt), rng.to_internal(yt), rng.compute_range
 
 
-def check_device(device: object) -> torch.device:
+def check_device(device: str | torch.device | int) -> torch.device:
     """Parse a device name (``"cpu"``, ``"cuda:0"``, ...) and refuse one that cannot compute here.
 
     Raises :class:`ConfigError` for an unknown name, a CUDA/MPS device on a machine without it, a
     CUDA index beyond the available GPUs, or ``"meta"`` (tensors without data).
     """
     try:
-        dev = torch.device(device)  # type: ignore[arg-type]
+        dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid device {device!r}, expected e.g. 'cpu' or 'cuda:0' ({exc})") from exc
     if dev.type == "meta":

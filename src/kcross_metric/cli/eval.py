@@ -239,7 +239,7 @@ def _cmd_nirps(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         + ", ".join(f"{m} ({'higher' if directions[m] else 'lower'} is better)" for m in metrics)
         + f"; grouped by {', '.join(args.group_by) or 'nothing'}."
     ]
-    reference = None
+    reference: dict[tuple[str, tuple[tuple[str, str], ...]], float] | None = None
     note = ""
     if list(args.group_by) == ["dataset", "model"]:
         reference = {(m, (("dataset", d), ("model", g))): v for (m, g, d), v in PAPER_TABLE_II.items()}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from ..data.io import SITK_SUFFIXES
 from ..errors import ConfigError, EmptyReferenceError, InputError

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ._common import EXIT_OK, run_main, set_folder_variable
 
-_SMOKE = {
+_SMOKE: dict[str, dict[str, object]] = {
     "segmenter": dict(epochs=1, steps_per_epoch=2, batch_size=2, slice_range=(70, 71)),
     "stage1": dict(epochs=1, steps_per_epoch=1, batch_size=2, slice_range=(70, 71)),
     "stage2": dict(epochs=2, n_pairs_per_rule=2, n_ladders_per_family=1, n_lesion_pairs_per_edit=1,
@@ -285,8 +285,8 @@ def _body(args: argparse.Namespace) -> int:
     if args.stage == "segmenter":
         from ..train.segmenter import train_segmenter
 
-        kwargs = {"val_cases": ()} if args.smoke else {}
-        train_segmenter(config, args.run, resume=resume, **kwargs)
+        val_cases: tuple[str, ...] | None = () if args.smoke else None  # smoke: no validation cases; None: the default ones
+        train_segmenter(config, args.run, resume=resume, val_cases=val_cases)
     elif args.stage == "stage1":
         from ..train.stage1 import train_stage1
 

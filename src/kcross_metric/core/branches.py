@@ -53,7 +53,7 @@ def _resize_weight(weight: torch.Tensor | None, size: tuple[int, int]) -> torch.
 
 def relative_rms(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Per-channel relative RMS difference of real feature maps (B,C,H,W) -> (B,C)."""
-    w = _resize_weight(weight, a.shape[-2:])
+    w = _resize_weight(weight, (a.shape[-2], a.shape[-1]))
     diff2, energy = (a - b).square(), 0.5 * (a.square() + b.square())
     if w is None:
         num, den = diff2.mean(dim=(-2, -1)), energy.mean(dim=(-2, -1))

@@ -348,7 +348,7 @@ class KCross(nn.Module):
     def version(self) -> dict[str, object]:
         from .._version import __version__
 
-        info = {"kcross_metric": __version__, "combine": self.combine}
+        info: dict[str, object] = {"kcross_metric": __version__, "combine": self.combine}
         info.update({k: v for k, v in self.weights_info.items() if k != "metadata"})
         return info
 
@@ -428,7 +428,8 @@ class KCross(nn.Module):
             elif v2:
                 # v2: real and source only, so the region does not move between two fakes of the same
                 # real image (a lesion added or moved in the fake is seen by the lesion-change features)
-                lesion = prob_real > 0.5  # type: ignore[operator]
+                assert prob_real is not None  # set above for v2
+                lesion = prob_real > 0.5
                 if source is not None:
                     lesion = lesion | self._segment(source.detach())
             else:
@@ -620,10 +621,12 @@ class KCross(nn.Module):
     ) -> KCrossResult:
         b, _, d, h, w = fake.shape
 
-        def to_slices(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.permute(0, 2, 1, 3, 4).reshape(b * d, 1, h, w)
+        def to_slices(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(0, 2, 1, 3, 4).reshape(b * d, 1, h, w)
 
-        f, r, s, m = to_slices(fake), to_slices(real), to_slices(source), to_slices(mask)
+        f, r = to_slices(fake), to_slices(real)
+        s = to_slices(source) if source is not None else None
+        m = to_slices(mask) if mask is not None else None
         used = self.brain_slices(real)
         idx = used.flatten().nonzero().squeeze(1)
         out = self._score_in_chunks(

@@ -83,6 +83,8 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
     gzip.BadGzipFile,
 )
+# np.load on a corrupted .npy header also raises these (it parses the header as a Python literal).
+_NPY_READ_ERRORS: tuple[type[BaseException], ...] = (*_READ_ERRORS, SyntaxError, tokenize.TokenError)
 
 
 @dataclass(frozen=True)
@@ -376,7 +378,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
-        except (*_READ_ERRORS, SyntaxError, tokenize.TokenError) as exc:  # corrupted .npy header
+        except _NPY_READ_ERRORS as exc:
             raise FileFormatError(f"{p} is not a readable .npy array (object arrays are refused): {exc}") from exc
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
             raise FileFormatError(f"{p} holds a {getattr(arr, 'dtype', type(arr))} array, expected real numbers")

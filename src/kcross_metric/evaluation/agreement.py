@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -346,20 +346,20 @@ def fit_logistic4(
         return None
     xs = (x - mu) / sd
 
-    def sse(params: Sequence[float]) -> float:
+    def sse(params: np.ndarray) -> float:
         resid = _logistic_z(xs, *params) - y
         value = float(resid @ resid)
         return value if math.isfinite(value) else math.inf
 
-    def refine(start: Sequence[float]) -> tuple[np.ndarray, float]:
+    def refine(start: np.ndarray | Sequence[float]) -> tuple[np.ndarray, float]:
         # leastsq keeps its last iterate when it hits maxfev (e.g. a near-linear relation whose
         # optimum drifts to an infinite scale), so a capped run still improves on the start
-        start = np.asarray(start, dtype=np.float64)
-        best = (start, sse(start))
+        x0 = np.asarray(start, dtype=np.float64)
+        best = (x0, sse(x0))
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
-                params = leastsq(lambda p: _logistic_z(xs, *p) - y, start,
+                params = leastsq(lambda p: _logistic_z(xs, *p) - y, x0,
                                  Dfun=lambda p: _logistic_z_jac(xs, *p), maxfev=200)[0]
             except (ValueError, FloatingPointError, TypeError):
                 return best
@@ -492,7 +492,12 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _better_to_prob(better: object, n: int) -> np.ndarray:
-    items = list(better) if not isinstance(better, np.ndarray) else better.tolist()
+    if isinstance(better, np.ndarray):
+        items = better.tolist()
+    elif isinstance(better, Iterable):
+        items = list(better)
+    else:
+        raise ShapeError(f"better must be a 1-D sequence with one entry per pair ({n}), got {type(better).__name__}")
     if len(items) != n:
         raise ShapeError(f"better must have one entry per pair ({n}), got {len(items)}")
     out = np.empty(n)

@@ -353,6 +353,6 @@ def attach_prefill(
         k = tuple(str(x) for x in key)
         if k not in prefill:
             raise FileFormatError(f"no pre-fill score for item {'/'.join(k)}")
-        values.append(prefill[k])  # type: ignore[index]
+        values.append(prefill[k])
     return table.with_metric(name, np.asarray(values, dtype=np.float64))
 

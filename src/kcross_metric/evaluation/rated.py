@@ -299,8 +299,9 @@ def score_rated_set(
     for i in range(len(rs.fake)):
         where = f"row {i + 1} ({rs.fake[i].name})"
         x, y = cache.get(rs.fake[i]), cache.get(rs.real[i])
-        src = cache.get(rs.source[i]) if rs.source[i] is not None else None
-        msk = cache.get(rs.mask[i]) if rs.mask[i] is not None else None
+        src_path, msk_path = rs.source[i], rs.mask[i]
+        src = cache.get(src_path) if src_path is not None else None
+        msk = cache.get(msk_path) if msk_path is not None else None
         for m, sc in zip(metrics, scorers):
             values[m].append(sc(x, y, src, msk, where))
     return ScoreTable(
@@ -331,8 +332,9 @@ def score_pairs(
         where = f"pair {i + 1} ({ps.a[i].name} vs {ps.b[i].name})"
         ref = cache.get(ps.reference[i])
         a, b = cache.get(ps.a[i]), cache.get(ps.b[i])
-        src = cache.get(ps.source[i]) if ps.source[i] is not None else None
-        msk = cache.get(ps.mask[i]) if ps.mask[i] is not None else None
+        src_path, msk_path = ps.source[i], ps.mask[i]
+        src = cache.get(src_path) if src_path is not None else None
+        msk = cache.get(msk_path) if msk_path is not None else None
         for m, sc in zip(metrics, scorers):
             out[m][0].append(sc(a, ref, src, msk, where))
             out[m][1].append(sc(b, ref, src, msk, where))

@@ -216,7 +216,7 @@ def rows_to_csv(rows: Sequence[AgreementRow]) -> str:
     for r in rows:
         g = dict(r.group)
         res = r.result
-        line = [g.get(c, "") for c in group_cols]
+        line: list[str | int] = [g.get(c, "") for c in group_cols]
         line += [r.metric, res.n, int(res.higher_is_better)]
         line += [f"{res.inconsistency[m]:.6f}" if m in res.inconsistency else "" for m in modes]
         line += [f"{res.chance:.6f}", f"{res.srocc:.6f}", f"{res.plcc:.6f}", res.plcc_method, f"{res.krocc:.6f}"]

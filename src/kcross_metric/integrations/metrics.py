@@ -26,7 +26,7 @@ This module needs ``torchmetrics>=1.0`` (``pip install "kcross-metric[metrics]"`
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -43,6 +43,9 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess by t
         "kcross_metric.integrations.metrics needs torchmetrics>=1.0, which is not installed: "
         'pip install "kcross-metric[metrics]" (or pip install "torchmetrics>=1.0")'
     ) from _exc
+
+if TYPE_CHECKING:
+    from ..core.metric import KCross
 
 __all__ = [
     "RegistryMetric",
@@ -118,12 +121,14 @@ class RegistryMetric(Metric):
     """
 
     metric_name: ClassVar[str] = ""
-    full_state_update: ClassVar[bool] = False
-    is_differentiable: ClassVar[bool | None] = None
-    higher_is_better: ClassVar[bool | None] = None
+    full_state_update: bool | None = False
+    is_differentiable: bool | None = None
+    higher_is_better: bool | None = None
 
     value_sum: torch.Tensor
     count: torch.Tensor
+    # a list state (keep_per_sample=True); torchmetrics concatenates it into a tensor only while synced
+    values: list[torch.Tensor]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> RegistryMetric:
         if cls is RegistryMetric:
@@ -199,7 +204,8 @@ class RegistryMetric(Metric):
             fake, real = fake.contiguous(memory_format=cl), real.contiguous(memory_format=cl)
             source = source.contiguous(memory_format=cl) if source is not None else None
         if self.info.name == "kcross":
-            return self.module.score(fake, real, source, mask).score  # type: ignore[operator,union-attr]
+            # the kcross module is a KCross: built by create_metric, or a module= that __init__ checked for .score()
+            return cast("KCross", self.module).score(fake, real, source, mask).score
         return self.module(fake, real) if source is None else self.module(fake, real, source)
 
     def update(
@@ -231,7 +237,7 @@ class RegistryMetric(Metric):
         if not self.keep_per_sample:
             raise ConfigError(f"{type(self).__name__} was built without keep_per_sample=True")
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self.sync_on_compute):
-            values = self.values
+            values: list[torch.Tensor] | torch.Tensor = self.values
             if isinstance(values, list):
                 values = dim_zero_cat(values) if values else torch.zeros(0, dtype=self.dtype, device=self.device)
             return values.clone()

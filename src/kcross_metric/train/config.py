@@ -199,7 +199,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
     if isinstance(values.get("lr_schedule"), list):
         values["lr_schedule"] = [tuple(entry) if isinstance(entry, (list, tuple)) else entry
                                  for entry in values["lr_schedule"]]
-    return cls(**values)  # type: ignore[call-arg]
+    return cls(**values)
 
 
 def config_dict(config: object) -> dict[str, Any]:

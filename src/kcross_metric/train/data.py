@@ -382,6 +382,17 @@ class SliceSet:
         return int(self.lesion.shape[0])
 
 
+@dataclass
+class _SliceRows:
+    """The rows of one contrast set while :func:`build_slices` collects them."""
+
+    images: dict[str, list[np.ndarray]]
+    lesion: list[np.ndarray] = field(default_factory=list)
+    label: list[bool] = field(default_factory=list)
+    case: list[str] = field(default_factory=list)
+    k: list[int] = field(default_factory=list)
+
+
 def _select_slices(case: Case, slice_range: tuple[int, int] | None, min_brain_fraction: float) -> list[int]:
     depth = case.brain.shape[0]
     off = case.slice_offset
@@ -410,31 +421,31 @@ def build_slices(
     """
     if isinstance(cases, str):
         cases = available_cases(cases, root, extra)
-    groups: dict[str, dict[str, list]] = {}
+    groups: dict[str, _SliceRows] = {}
     for case_id in cases:
         case = load_case(case_id, root, extra)
         rng = ixi_slice_range if case_id.startswith("IXI") else slice_range
         keep = _select_slices(case, rng, min_brain_fraction)
         key = ",".join(c for c in CONTRASTS if c in case.contrasts)
-        g = groups.setdefault(key, {"images": {c: [] for c in key.split(",")}, "lesion": [], "label": [], "case": [], "k": []})
+        g = groups.setdefault(key, _SliceRows(images={c: [] for c in key.split(",")}))
         for k in keep:
-            for c in g["images"]:
-                g["images"][c].append(crop_or_pad(case.contrasts[c][k], size))
+            for c in g.images:
+                g.images[c].append(crop_or_pad(case.contrasts[c][k], size))
             les = case.lesion[k] if case.lesion is not None else np.zeros_like(case.brain[k])
-            g["lesion"].append(crop_or_pad(les.astype(np.float32), size))
-            g["label"].append(case.lesion is not None)
-            g["case"].append(case_id)
-            g["k"].append(k)
+            g.lesion.append(crop_or_pad(les.astype(np.float32), size))
+            g.label.append(case.lesion is not None)
+            g.case.append(case_id)
+            g.k.append(k)
     out = {}
     for key, g in groups.items():
-        if not g["lesion"]:
+        if not g.lesion:
             continue
         out[key] = SliceSet(
-            images={c: torch.from_numpy(np.stack(v)[:, None].astype(np.float32)) for c, v in g["images"].items()},
-            lesion=torch.from_numpy(np.stack(g["lesion"])[:, None].astype(np.float32)),
-            has_lesion_label=torch.tensor(g["label"]),
-            case_ids=g["case"],
-            slice_index=g["k"],
+            images={c: torch.from_numpy(np.stack(v)[:, None].astype(np.float32)) for c, v in g.images.items()},
+            lesion=torch.from_numpy(np.stack(g.lesion)[:, None].astype(np.float32)),
+            has_lesion_label=torch.tensor(g.label),
+            case_ids=g.case,
+            slice_index=g.k,
         )
     return out
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 __all__ = [
     "complex_distance",
     "frequency_loss",
@@ -60,6 +62,8 @@ def mmd_loss(
     Kernel: sum of ``n_kernels`` RBF kernels whose bandwidths are ``kernel_mul`` apart, centred on the
     mean pairwise squared distance of the pooled samples (bandwidth without gradient).
     """
+    if n_kernels < 1:
+        raise ConfigError(f"mmd_loss needs n_kernels >= 1, got {n_kernels}")
     x, y = source.flatten(1), target.flatten(1)
     z = torch.cat([x, y])
     d2 = _pairwise_sq_dists(z, z)
@@ -67,7 +71,11 @@ def mmd_loss(
     with torch.no_grad():
         base = d2.sum() / max(n * n - n, 1)
         base = base.clamp_min(1e-12) / (kernel_mul ** (n_kernels // 2))
-    kernel = sum(torch.exp(-d2 / (base * kernel_mul**i)) for i in range(n_kernels))
+    # Added in order from the first term, like sum() did after its exact 0 + first term.
+    terms = (torch.exp(-d2 / (base * kernel_mul**i)) for i in range(n_kernels))
+    kernel = next(terms)
+    for term in terms:
+        kernel = kernel + term
     nx = x.shape[0]
     kxx, kyy, kxy = kernel[:nx, :nx], kernel[nx:, nx:], kernel[:nx, nx:]
     return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()
@@ -97,7 +105,12 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = 5) -> list[torch.Tensor]:
 def laplacian_pyramid_l1(pred: torch.Tensor, target: torch.Tensor, levels: int = 5) -> torch.Tensor:
     """sum_j 2^(-2j) * L1(Lap_j(pred), Lap_j(target))  (paper Eq. 14)."""
     pp, pt = laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels)
-    return sum((2.0 ** (-2 * j)) * F.l1_loss(a, b) for j, (a, b) in enumerate(zip(pp, pt)))
+    # laplacian_pyramid always returns at least one band; added in band order, as sum() did.
+    terms = ((2.0 ** (-2 * j)) * F.l1_loss(a, b) for j, (a, b) in enumerate(zip(pp, pt)))
+    total = next(terms)
+    for term in terms:
+        total = total + term
+    return total
 
 
 def tumor_loss(

@@ -41,8 +41,8 @@ class ScoreHeads(nn.Module):
         super().__init__()
         template = KCrossNetworks.heads_only(design)
         self.design = design
-        self.complex_score = template.complex_score
-        self.natural_score = template.natural_score
+        self.complex_score: nn.Module = template.get_submodule("complex_score")
+        self.natural_score: nn.Module = template.get_submodule("natural_score")
 
     def energy(self, vc: torch.Tensor, vt: torch.Tensor, vs: torch.Tensor, vm: torch.Tensor | None = None) -> torch.Tensor:
         """``-log`` of the score: the summed distances of the two score networks (Eq. 20)."""

@@ -43,6 +43,8 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    import types
+
     import torch
 
 __all__ = [
@@ -595,10 +597,11 @@ def _hub_exceptions() -> dict[str, tuple[type[BaseException], ...]]:
     """huggingface_hub's exception classes (their module moved between versions)."""
     import huggingface_hub.utils as hf_utils
 
+    hf_errors: types.ModuleType
     try:
         import huggingface_hub.errors as hf_errors
     except ImportError:  # pragma: no cover - huggingface_hub < 0.23
-        hf_errors = hf_utils  # type: ignore[assignment]
+        hf_errors = hf_utils
 
     def get(*names: str) -> tuple[type[BaseException], ...]:
         found = [getattr(hf_errors, n, None) or getattr(hf_utils, n, None) for n in names]

@@ -79,7 +79,7 @@ class ComplexUNet(nn.Module):
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         z = feats[-1]
         for block, skip in zip(self.decoder, reversed(feats[:-1])):
-            z = block["fuse"](torch.cat([block["up"](z), skip], dim=1))
+            z = block.get_submodule("fuse")(torch.cat([block.get_submodule("up")(z), skip], dim=1))
         return self.head(z)
 
     def forward(self, kspace: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

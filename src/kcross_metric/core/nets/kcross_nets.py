@@ -51,8 +51,8 @@ class KCrossNetworks(nn.Module):
         self.structure = StructureAutoencoder()
         self.segmenter = LesionSegmenter(segmenter_channels, segmenter_norm)
         heads = self.heads_only(design)
-        self.complex_score: nn.Module = heads.complex_score
-        self.natural_score: nn.Module = heads.natural_score
+        self.complex_score: nn.Module = heads.get_submodule("complex_score")
+        self.natural_score: nn.Module = heads.get_submodule("natural_score")
 
     @classmethod
     def heads_only(cls, design: str = "v2") -> nn.Module:
