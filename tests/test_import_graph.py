@@ -29,9 +29,9 @@ LAYER_RANK = {
     "data": 3,
     "core": 4, "baselines": 4,
     "registry": 5,
-    "evaluation": 6,
-    "integrations": 7,
-    "train": 8,
+    "train": 6,
+    "evaluation": 7,
+    "integrations": 8,
     "report": 9,
     "cli": 10,
 }

@@ -3,8 +3,8 @@
 Heavy modules (networks, baselines, NIfTI IO) are imported lazily so that ``import kcross_metric``
 and ``kcross-score --help`` stay fast.
 
-Layout (imports point down only): ``cli`` > ``report`` > ``train`` > ``integrations`` >
-``evaluation`` > ``registry`` > ``core`` and ``baselines`` > ``data`` > ``weights`` > ``_util`` >
+Layout (imports point down only): ``cli`` > ``report`` > ``integrations`` > ``evaluation`` >
+``train`` > ``registry`` > ``core`` and ``baselines`` > ``data`` > ``weights`` > ``_util`` >
 ``errors``; see ``docs/architecture.md``.
 """
 
