@@ -24,118 +24,20 @@ CIs: 95 % percentile bootstrap over slices (a slice's pairs are resampled togeth
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from kcross_metric import __version__
-from kcross_metric.evaluation.tables import ScoreTable
+from kcross_metric._util.shared_data import shared_path
+from kcross_metric.evaluation.nirps import attach_prefill, load_nirps_prefill, load_nirps_scores
+from kcross_metric.evaluation.nirps_proxies import epoch_srocc_rows, proxy_rows
+from kcross_metric.evaluation.tables import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-MSE_MARGIN_DB = 10.0 * math.log10(1.0 / 0.9)
-
-#: a label: (values of item i, values of item j) -> +1 i better, -1 j better, 0 no decision
-Label = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
-
-
-def _later_epoch(cols: dict[str, np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    return np.sign(cols["epoch"][i] - cols["epoch"][j])
-
-
-def _psnr_margin(cols: dict[str, np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    d = cols["psnr"][i] - cols["psnr"][j]
-    return np.where(np.abs(d) >= MSE_MARGIN_DB, np.sign(d), 0.0)
-
-
-def _mae_margin(cols: dict[str, np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    a, b = cols["mae"][i], cols["mae"][j]
-    return np.where(np.minimum(a, b) <= 0.9 * np.maximum(a, b), np.sign(b - a), 0.0)
-
-
-def _higher(name: str) -> Label:
-    def label(cols: dict[str, np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return np.sign(cols[name][i] - cols[name][j])
-
-    return label
-
-
-LABELS: dict[str, Label] = {
-    "later epoch": _later_epoch,
-    "MSE >= 10 % lower (rule synthesized_epochs)": _psnr_margin,
-    "MAE >= 10 % lower": _mae_margin,
-    "SSIM higher": _higher("ssim"),
-}
-
-
-def epoch_pairs(table: ScoreTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index pairs (i, j) of two different epochs of one generator on one slice whose ratings differ,
-    and each pair's slice id (an int per (dataset, target, model, slice)) for the bootstrap."""
-    group = np.array(["|".join(t) for t in zip(table.keys["dataset"], table.keys["target"],
-                                                 table.keys["model"], table.keys["slice_id"])])
-    _, slice_of = np.unique(group, return_inverse=True)
-    order = np.argsort(slice_of, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(slice_of[order]) != 0])
-    ends = np.r_[starts[1:], order.size]
-    ii, jj = [], []
-    for s, e in zip(starts, ends):
-        idx = order[s:e]
-        a, b = np.triu_indices(idx.size, k=1)
-        ii.append(idx[a])
-        jj.append(idx[b])
-    i, j = np.concatenate(ii), np.concatenate(jj)
-    keep = table.ratings[i] != table.ratings[j]
-    return i[keep], j[keep], slice_of[i[keep]]
-
-
-def agreement(label: np.ndarray, ratings_i: np.ndarray, ratings_j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: whether the label decides (label != 0), and whether it agrees with the ratings."""
-    decided = label != 0
-    return decided, decided & (np.sign(ratings_i - ratings_j) == label)
-
-
-def bootstrap_over_slices(correct: np.ndarray, slices: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    """95 % percentile CI of the mean of ``correct`` when whole slices are resampled."""
-    uniq, inv = np.unique(slices, return_inverse=True)
-    hits = np.bincount(inv, weights=correct.astype(np.float64), minlength=uniq.size)
-    counts = np.bincount(inv, minlength=uniq.size).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, uniq.size, size=(n_boot, uniq.size))
-    means = hits[draws].sum(1) / np.maximum(counts[draws].sum(1), 1.0)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def proxy_rows(table: ScoreTable, n_boot: int = 1000, seed: int = 0,
-               prefill: np.ndarray | None = None) -> list[tuple[str, str, int, float, float, float]]:
-    """(label, group, n decided pairs, agreement, CI low, CI high) for every label and generator."""
-    i, j, slices = epoch_pairs(table)
-    cols = {"epoch": table.keys["epoch"].astype(np.float64), **{k: v for k, v in table.metrics.items()}}
-    labels = dict(LABELS)
-    if prefill is not None:
-        cols["prefill"] = prefill
-        labels["pre-fill (L2-based, shown to the readers)"] = _higher("prefill")
-    model = table.keys["model"][i]
-    out = []
-    for name, fn in labels.items():
-        decided, correct = agreement(fn(cols, i, j), table.ratings[i], table.ratings[j])
-        for group in ["all", *sorted(set(model))]:
-            sel = decided & ((model == group) if group != "all" else True)
-            if not sel.any():
-                continue
-            low, high = bootstrap_over_slices(correct[sel], slices[sel], n_boot, seed)
-            out.append((name, group, int(sel.sum()), float(correct[sel].mean()), low, high))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kcross_metric._util.shared_data import shared_path
-    from kcross_metric.evaluation.agreement import srocc
-    from kcross_metric.evaluation.nirps import attach_prefill, load_nirps_prefill, load_nirps_scores
-    from kcross_metric.evaluation.tables import write_atomic
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         prefill = table.metrics.get("prefill")
     rows = proxy_rows(table, n_boot=args.n_boot, seed=args.seed, prefill=prefill)
     cmd = "python benchmarks/nirps_proxies.py" + (f" --n-boot {args.n_boot}" if args.n_boot != 1000 else "")
-    n_pairs = max(r[2] for r in rows if r[0] == "later epoch" and r[1] == "all")
+    n_pairs = max(r.n_decided for r in rows if r.label == "later epoch" and r.group == "all")
     out = [
         "# NIRPS: which constructed label agrees with the radiologists?", "",
         f"Generated by `{cmd}` (kcross-metric {__version__}); do not edit by hand.", "",
@@ -166,14 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         "## 1. Agreement of each label with the radiologists on epoch pairs", "",
         "| label | generator | pairs decided | agreement with radiologists [95 % CI] |", "|---|---|---|---|",
     ]
-    out += [f"| {name} | {group} | {n} | {acc:.3f} [{lo:.3f}, {hi:.3f}] |" for name, group, n, acc, lo, hi in rows]
+    out += [f"| {r.label} | {r.group} | {r.n_decided} | {r.agreement:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] |" for r in rows]
     out += ["", "## 2. SROCC of the radiologist score with the epoch, per generator and dataset", "",
             "| generator | dataset | slices | SROCC(rating, epoch) |", "|---|---|---|---|"]
-    for group, sub in table.group_by(("model", "dataset")):
-        g = dict(group)
-        value = srocc(sub.keys["epoch"].astype(np.float64), sub.ratings, higher_is_better=True)
-        out.append(f"| {g['model']} | {g['dataset']} | {len(sub)} | {value:.2f} |")
-    acc = {(r[0], r[1]): r[3] for r in rows}
+    out += [f"| {r.model} | {r.dataset} | {r.n_slices} | {r.srocc:.2f} |" for r in epoch_srocc_rows(table)]
+    acc = {(r.label, r.group): r.agreement for r in rows}
     out += ["", "## What it says", "",
             f"- **The training epoch is not a reliable proxy of radiologist judgment on NIRPS**: the later epoch "
             f"was rated higher in {acc[('later epoch', 'all')]:.1%} of the epoch pairs (chance 50 %): "

@@ -17,17 +17,26 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from kcross_metric import __version__
 from kcross_metric._util.shared_data import shared_path
-from kcross_metric.evaluation.agreement import evaluate_metric
 from kcross_metric.evaluation.nirps import (
     NIRPS_METRICS,
     PAPER_TABLE_II,
     attach_prefill,
     load_nirps_prefill,
     load_nirps_scores,
+)
+from kcross_metric.evaluation.nirps_tables import (
+    DATASET_NAMES,
+    GROUPS,
+    LISTING_ORDERS,
+    MODEL_NAMES,
+    PROTOTYPE_RANKING_LOG,
+    TARGET_GROUPS,
+    pooling_cost,
+    prefill_anchoring,
+    table_ii_cells,
+    table_ii_findings,
 )
 from kcross_metric.evaluation.tables import (
     agreement_table,
@@ -38,58 +47,15 @@ from kcross_metric.evaluation.tables import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ("dataset", "model")
-MODEL_NAMES = {"cyclegan": "CycleGAN", "munit": "MUNIT", "unit": "UNIT"}
-DATASET_NAMES = {"ixi": "IXI", "brats2021": "BraTS"}
-
-# The prototype's logged "regression" output for UNIT (the only generator it logged in that mode),
-# epochs 1-40: the check that our regression mode and the published CSV match the prototype's run.
-PROTOTYPE_REGRESSION_UNIT = {
-    ("ixi", "mae"): 0.3301, ("ixi", "psnr"): 0.2169, ("ixi", "ssim"): 0.3614,
-    ("brats2021", "mae"): 0.3544, ("brats2021", "psnr"): 0.2089, ("brats2021", "ssim"): 0.4965,
-}
-
-
-# The prototype's logged rank-mode ("--uniform-mode ranking") output for MAE/PSNR/SSIM, epochs 1-40,
-# keyed by (metric, model, dataset): the authors' public repository M-3LAB/K-CROSS,
-# documents/kaid_result/log_kaid_ranking_40_epochs.txt (regression: log_kaid_regression_40_epochs.txt).
-PROTOTYPE_RANKING_LOG = {
-    ("mae", "cyclegan", "ixi"): 0.3127, ("psnr", "cyclegan", "ixi"): 0.3387, ("ssim", "cyclegan", "ixi"): 0.3333,
-    ("mae", "cyclegan", "brats2021"): 0.3335, ("psnr", "cyclegan", "brats2021"): 0.2060,
-    ("ssim", "cyclegan", "brats2021"): 0.1927,
-    ("mae", "munit", "ixi"): 0.1807, ("psnr", "munit", "ixi"): 0.1832, ("ssim", "munit", "ixi"): 0.1957,
-    ("mae", "munit", "brats2021"): 0.2368, ("psnr", "munit", "brats2021"): 0.2515,
-    ("ssim", "munit", "brats2021"): 0.2437,
-    ("mae", "unit", "ixi"): 0.2462, ("psnr", "unit", "ixi"): 0.2387, ("ssim", "unit", "ixi"): 0.2523,
-    ("mae", "unit", "brats2021"): 0.2462, ("psnr", "unit", "brats2021"): 0.2585,
-    ("ssim", "unit", "brats2021"): 0.2645,
-}
-
-# listing orders for the legacy defect's order sensitivity: file order plus three natural sorts
-LISTING_ORDERS = {
-    "file": None,
-    "target, slice, epoch": ("target", "slice_id", "epoch"),
-    "target, epoch, slice": ("target", "epoch", "slice_id"),
-    "epoch, target, slice": ("epoch", "target", "slice_id"),
-}
-
-
-def _legacy_over_orders(sub, metric: str, higher_is_better: bool) -> list[float]:
-    from kcross_metric.evaluation.agreement import inconsistency
-
-    out = []
-    for keys in LISTING_ORDERS.values():
-        if keys is None:
-            s = sub
-        else:
-            cols = [sub.keys[k].astype(int) if k == "epoch" else sub.keys[k] for k in keys]
-            s = sub.subset(np.lexsort(cols[::-1]))
-        out.append(inconsistency(s.metrics[metric], s.ratings, higher_is_better=higher_is_better, mode="legacy"))
-    return out
 
 
 def _f(x: float, d: int = 4) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.{d}f}"
+
+
+def _cell(key: tuple[str, str, str]) -> str:
+    m, mo, ds = key
+    return f"{MODEL_NAMES[mo]} {DATASET_NAMES[ds]} {m.upper()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = list(NIRPS_METRICS)
     directions = resolve_directions(metrics)
     rows = agreement_table(table, metrics, directions, group_by=GROUPS, n_boot=args.n_boot, seed=args.seed)
-    by_key = {(dict(r.group)["model"], dict(r.group)["dataset"], r.metric): r for r in rows}
+    cells = table_ii_cells(table, rows, directions, metrics)
+    facts = table_ii_findings(rows, cells, metrics)  # quoted in the notes, so they cannot drift from the numbers
 
     cmd = "python benchmarks/nirps_tables.py" + (f" --n-boot {args.n_boot}" if args.n_boot != 1000 else "") + (
         f" --seed {args.seed}" if args.seed else "")
@@ -130,103 +97,61 @@ def main(argv: list[str] | None = None) -> int:
         "| generator | dataset | metric | paper Table II | rank (intended) | regression | legacy (defect, file order) | legacy, 4 listing orders | chance |",  # noqa: E501
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    groups = dict(table.group_by(GROUPS))
-    legacy_range: dict[tuple[str, str, str], tuple[float, float]] = {}
-    for model in ("cyclegan", "munit", "unit"):
-        for ds in ("ixi", "brats2021"):
-            for m in metrics:
-                res = by_key[(model, ds, m)].result
-                vals = _legacy_over_orders(groups[(("dataset", ds), ("model", model))], m, directions[m])
-                legacy_range[(m, model, ds)] = (min(vals), max(vals))
-                ci = res.ci.get("rank")
-                rank_txt = _f(res.inconsistency["rank"]) + (f" [{_f(ci.low)}, {_f(ci.high)}]" if ci else "")
-                out.append(
-                    f"| {MODEL_NAMES[model]} | {DATASET_NAMES[ds]} | {m.upper()} | "
-                    f"{_f(PAPER_TABLE_II[(m, model, ds)])} | {rank_txt} | "
-                    f"{_f(res.inconsistency['regression'])} | {_f(res.inconsistency['legacy'])} | "
-                    f"{_f(min(vals))}-{_f(max(vals))} | {_f(res.chance)} |"
-                )
+    for c in cells:
+        res = c.result
+        ci = res.ci.get("rank")
+        rank_txt = _f(res.inconsistency["rank"]) + (f" [{_f(ci.low)}, {_f(ci.high)}]" if ci else "")
+        out.append(
+            f"| {MODEL_NAMES[c.model]} | {DATASET_NAMES[c.dataset]} | {c.metric.upper()} | "
+            f"{_f(c.paper)} | {rank_txt} | "
+            f"{_f(res.inconsistency['regression'])} | {_f(res.inconsistency['legacy'])} | "
+            f"{_f(c.legacy_min)}-{_f(c.legacy_max)} | {_f(res.chance)} |"
+        )
     out.append("")
 
-    # facts quoted in the note below, computed here so the note cannot drift from the numbers
-    paper_vs_chance = [
-        PAPER_TABLE_II[(m, mo, ds)] - by_key[(mo, ds, m)].result.chance
-        for (m, mo, ds) in PAPER_TABLE_II
-    ]
-    rank_ci_below = sum(1 for r in rows if r.result.ci and r.result.ci["rank"].high < r.result.chance)
-    legacy_vs_chance = [r.result.inconsistency["legacy"] - r.result.chance for r in rows]
-    reg_check = [
-        (ds, m, by_key[("unit", ds, m)].result.inconsistency["regression"], v)
-        for (ds, m), v in PROTOTYPE_REGRESSION_UNIT.items()
-    ]
-    reg_max_dev = max(abs(ours - logged) for _, _, ours, logged in reg_check)
-
-    near = [abs(d) <= 0.05 for d in paper_vs_chance]
-    far_cells = [
-        f"{MODEL_NAMES[mo]} {DATASET_NAMES[ds]} {m.upper()} ({_f(PAPER_TABLE_II[(m, mo, ds)] - by_key[(mo, ds, m)].result.chance, 3)})"
-        for (m, mo, ds) in PAPER_TABLE_II
-        if abs(PAPER_TABLE_II[(m, mo, ds)] - by_key[(mo, ds, m)].result.chance) > 0.05
-    ]
-    below = [r for r in rows if r.result.inconsistency["rank"] < r.result.chance]
+    not_from_log = [f"{_cell(k)}: paper {_f(PAPER_TABLE_II[k])}, log {_f(PROTOTYPE_RANKING_LOG[k])}"
+                    for k in facts.not_from_log]
+    far_cells = [f"{_cell(k)} ({_f(d, 3)})" for k, d in facts.far_from_chance]
     not_below = [
         f"{r.metric.upper()} on {MODEL_NAMES[dict(r.group)['model']]} {DATASET_NAMES[dict(r.group)['dataset']]} "
         f"(SROCC {_f(r.result.srocc, 3)})"
-        for r in rows if r not in below
+        for r in facts.not_below_chance
     ]
-    same_order = 0
-    same_best = 0
-    for model in ("cyclegan", "munit", "unit"):
-        for ds in ("ixi", "brats2021"):
-            paper_order = sorted(metrics, key=lambda m: PAPER_TABLE_II[(m, model, ds)])
-            ours_order = sorted(metrics, key=lambda m: by_key[(model, ds, m)].result.inconsistency["rank"])
-            same_order += paper_order == ours_order
-            same_best += paper_order[0] == ours_order[0]
-
-    from_log = [k for k in PAPER_TABLE_II if abs(PAPER_TABLE_II[k] - PROTOTYPE_RANKING_LOG[k]) < 5e-5]
-    not_from_log = [
-        f"{MODEL_NAMES[mo]} {DATASET_NAMES[ds]} {m.upper()}: paper {_f(PAPER_TABLE_II[(m, mo, ds)])}, "
-        f"log {_f(PROTOTYPE_RANKING_LOG[(m, mo, ds)])}"
-        for (m, mo, ds) in PAPER_TABLE_II if (m, mo, ds) not in from_log
-    ]
-    inside = [k for k in PAPER_TABLE_II if legacy_range[k][0] - 5e-5 <= PAPER_TABLE_II[k] <= legacy_range[k][1] + 5e-5]
-    widest = max(legacy_range, key=lambda k: legacy_range[k][1] - legacy_range[k][0])
-    lo_all = min(v[0] for v in legacy_range.values())
-    hi_all = max(v[1] for v in legacy_range.values())
-    unit_ixi = by_key[("unit", "ixi", "mae")].result.inconsistency
-    unit_brats = by_key[("unit", "brats2021", "mae")].result.inconsistency
+    widest = facts.widest
+    unit_ixi, unit_brats = facts.unit_mae_ixi, facts.unit_mae_brats
 
     out += [
         "### How these numbers compare with Table II",
         "",
-        f"* **Table II was produced by the prototype's evaluation code.** {len(from_log)} of its 18 "
+        f"* **Table II was produced by the prototype's evaluation code.** {len(facts.from_log)} of its 18 "
         "MAE/PSNR/SSIM cells equal, to 4 decimals, the rank-mode output the authors' public prototype "
         "logged (repository M-3LAB/K-CROSS, `documents/kaid_result/log_kaid_ranking_40_epochs.txt`)"
         + (f"; the exception is {'; '.join(not_from_log)}" if not_from_log else "") + ".",
-        f"* **Table II is close to chance level.** {sum(near)} of the 18 cells lie within 0.05 of the "
+        f"* **Table II is close to chance level.** {facts.near_chance} of the 18 cells lie within 0.05 of the "
         f"chance inconsistency of their group, i.e. a random ordering of the same slices would score "
         f"about as well"
         + (f"; the exceptions are {', '.join(far_cells)} (paper minus chance)" if far_cells else "")
         + ".",
         "* **That is what the prototype's defect produces, and its value depends on the order in which "
         "the slices are listed, not only on the metric.** With the slices in the CSV's order our "
-        f"*legacy* column is within {_f(max(abs(d) for d in legacy_vs_chance), 3)} of chance in every "
-        f"cell; over four natural listing orders it spans {_f(lo_all, 3)}-{_f(hi_all, 3)} (widest: "
-        f"{MODEL_NAMES[widest[1]]} {DATASET_NAMES[widest[2]]} {widest[0].upper()}, "
-        f"{_f(legacy_range[widest][0], 3)}-{_f(legacy_range[widest][1], 3)}), and the paper's value lies "
-        f"inside that span in {len(inside)} of 18 cells. The prototype listed the slices in its own "
+        f"*legacy* column is within {_f(facts.legacy_max_dev, 3)} of chance in every "
+        f"cell; over four natural listing orders it spans {_f(facts.legacy_low, 3)}-{_f(facts.legacy_high, 3)} (widest: "
+        f"{_cell(widest.key)}, "
+        f"{_f(widest.legacy_min, 3)}-{_f(widest.legacy_max, 3)}), and the paper's value lies "
+        f"inside that span in {facts.paper_inside_legacy} of 18 cells. The prototype listed the slices in its own "
         "folder-walk order, which is not published, so Table II cannot be reproduced digit for digit - "
         "and a number that moves with the listing order does not measure the metric.",
         f"* **The intended algorithm (rank mode) is clearly better than chance**: "
-        f"{_f(min(r.result.inconsistency['rank'] for r in rows), 3)} to "
-        f"{_f(max(r.result.inconsistency['rank'] for r in rows), 3)}, below chance in {len(below)} of "
-        f"{len(rows)} cells, with the 95% CI entirely below chance in {rank_ci_below}"
+        f"{_f(facts.rank_min, 3)} to "
+        f"{_f(facts.rank_max, 3)}, below chance in {len(facts.below_chance)} of "
+        f"{len(rows)} cells, with the 95% CI entirely below chance in {facts.rank_ci_below}"
         + (f"; the exception is {', '.join(not_below)}, which does not order those slices better than chance"
            if not_below else "")
-        + f". The order of the three metrics matches Table II in {same_order} of 6 groups (the best metric "
-        f"in {same_best} of 6), so conclusions drawn from Table II about MAE vs PSNR vs SSIM, and about "
+        + f". The order of the three metrics matches Table II in {facts.same_order} of 6 groups (the best metric "
+        f"in {facts.same_best} of 6), so conclusions drawn from Table II about MAE vs PSNR vs SSIM, and about "
         "K-CROSS's margin over them, do not carry over.",
         f"* **Regression mode matches the prototype.** The prototype's logged regression-mode output "
-        f"for UNIT (6 cells, 4 decimals) is reproduced to within {_f(reg_max_dev, 5)} by our "
+        f"for UNIT (6 cells, 4 decimals) is reproduced to within {_f(facts.regression_max_dev, 5)} by our "
         "*regression* column, which confirms that the published CSV holds the same scores the "
         "prototype evaluated. (The prototype's regression mode does flip MAE; only its rank mode "
         "ignores direction.) Regression mode mixes calibration with ordering - PSNR's min-max scaled "
@@ -240,15 +165,12 @@ def main(argv: list[str] | None = None) -> int:
 
     prefill_path = shared_path("data", "nirps", "nirps_dataset_human.txt")
     if prefill_path is not None:
-        pt = attach_prefill(table, load_nirps_prefill(prefill_path))
-        pre = evaluate_metric(pt.metrics["prefill"], pt.ratings, higher_is_better=True, n_boot=0)
-        psnr_all = evaluate_metric(pt.metrics["psnr"], pt.metrics["prefill"], higher_is_better=True, n_boot=0)
-        exact = float(np.mean(np.abs(pt.metrics["prefill"] - pt.ratings) < 0.05))
+        pre = prefill_anchoring(attach_prefill(table, load_nirps_prefill(prefill_path)))
         out += [
             f"* **Anchoring caveat.** The rating tool showed the radiologists a pre-filled score derived "
             f"from the L2 distance between fake and real slice (`nirps_dataset_human.txt`), which they then "
-            f"adjusted. Over all {len(pt)} slices the pre-fill has SROCC {_f(pre.srocc, 3)} with the final "
-            f"ratings and SROCC {_f(psnr_all.srocc, 3)} with PSNR; {100 * exact:.0f}% of final ratings lie "
+            f"adjusted. Over all {pre.n_slices} slices the pre-fill has SROCC {_f(pre.srocc_with_ratings, 3)} with the final "
+            f"ratings and SROCC {_f(pre.srocc_with_psnr, 3)} with PSNR; {100 * pre.share_within_005:.0f}% of final ratings lie "
             "within 0.05 of it. Pixel-distance metrics (MAE, PSNR) may therefore look better on NIRPS than "
             "an independent reading would make them.",
         ]
@@ -265,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     out.append(report.replace("# Per-group tables", "## Per-group tables").replace("\n## ", "\n### "))
 
-    by_target = agreement_table(table, metrics, directions, group_by=("dataset", "target", "model"), n_boot=0)
+    by_target = agreement_table(table, metrics, directions, group_by=TARGET_GROUPS, n_boot=0)
     out += [
         "## Per target modality (no CIs)",
         "",
@@ -276,23 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         pivot_markdown(by_target, value="srocc", chance_row=False),
     ]
-    # pooling target modalities: a metric's scale differs between PD/T2 (or T1/T2/FLAIR) slices
-    per_target = {(dict(r.group)["model"], dict(r.group)["dataset"], r.metric, dict(r.group)["target"]): r.result.srocc
-                  for r in by_target}
-    drops = []
-    for r in rows:
-        g = dict(r.group)
-        vals = [v for (mo, ds, m, _), v in per_target.items() if (mo, ds, m) == (g["model"], g["dataset"], r.metric)]
-        drops.append((min(vals) - r.result.srocc, r, vals))
-    n_pool_worse = sum(1 for d, _, _ in drops if d > 0)
-    d, r, vals = max(drops, key=lambda t: t[0])
-    g = dict(r.group)
+    pool = pooling_cost(rows, by_target)  # a metric's scale differs between PD/T2 (or T1/T2/FLAIR) slices
+    g = dict(pool.worst.group)
     out += [
-        f"Pooling target modalities costs agreement: in {n_pool_worse} of {len(rows)} generator x dataset "
+        f"Pooling target modalities costs agreement: in {pool.n_worse} of {pool.n_cells} generator x dataset "
         "cells the pooled SROCC is below the SROCC of every single target, most likely because a metric's scale "
         "differs between modalities. The largest case is "
-        f"{r.metric.upper()} on {MODEL_NAMES[g['model']]} {DATASET_NAMES[g['dataset']]}: pooled "
-        f"{_f(r.result.srocc, 3)}, per target {', '.join(_f(v, 3) for v in vals)}.",
+        f"{pool.worst.metric.upper()} on {MODEL_NAMES[g['model']]} {DATASET_NAMES[g['dataset']]}: pooled "
+        f"{_f(pool.worst.result.srocc, 3)}, per target {', '.join(_f(v, 3) for v in pool.worst_per_target)}.",
         "",
     ]
     text = "\n".join(out).rstrip("\n") + "\n"

@@ -19,48 +19,9 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import ndimage
 
-from kcross_metric.core.nets.segmenter import LesionSegmenter, segmenter_channels_of, segmenter_norm_of
-from kcross_metric.data import distortions as D
-from kcross_metric.train.data import available_cases, build_slices
-from kcross_metric.train.splits import VALIDATION_CASES, subject
-from kcross_metric.weights import load_safetensors
-
-
-def load(run: Path | None, weights: str | None) -> tuple[LesionSegmenter, str]:
-    if run is not None:
-        state = load_safetensors(run / "model.safetensors")
-        model = LesionSegmenter(segmenter_channels_of(state), segmenter_norm_of(state))
-        model.load_state_dict(state)
-        return model.eval(), f"run `{run}`"
-    from kcross_metric import KCross
-
-    kc = KCross(weights=weights)
-    return kc.nets.segmenter.eval(), f"weights sha256 {str(kc.weights_info.get('weights_sha256'))[:16]}…"
-
-
-def predict(model: LesionSegmenter, images: torch.Tensor, degrade: bool) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), 16):
-            x = images[i : i + 16]
-            if degrade:
-                x = D.rician_noise(D.gaussian_blur(x, 1.0), 0.02, generator=i)
-            out.append(torch.sigmoid(model(x)) > 0.5)
-    return torch.cat(out)
-
-
-def lesion_wise(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int]:
-    """(detected, missed, false positives) of 3-D connected components (26-connectivity)."""
-    structure = np.ones((3, 3, 3), bool)
-    gt_lab, n_gt = ndimage.label(gt, structure)
-    pred_lab, n_pred = ndimage.label(pred, structure)
-    detected = len(set(np.unique(gt_lab[pred & (gt_lab > 0)])) - {0})
-    fp = n_pred - len(set(np.unique(pred_lab[gt & (pred_lab > 0)])) - {0})
-    return detected, n_gt - detected, fp
+from kcross_metric.evaluation.segmentation import evaluate_segmenter, lesion_validation_cases, load_segmenter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,40 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.time()
-    model, name = load(args.run, args.weights)
+    model, name = load_segmenter(args.run, args.weights)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cases = available_cases(tuple(c for c in VALIDATION_CASES if subject(c).label != "none"
-                                      and (args.cases is None or c in args.cases)))
-    per_case = ["| subject | lesion | contrast | Dice | Dice degraded | lesion slices |", "|---|---|---|---|---|---|"]
-    pooled: dict[tuple[str, str, bool], np.ndarray] = {}
-    ms_rows = ["| subject | contrast | input | detected | missed | false positives | voxel Dice |", "|---|---|---|---|---|---|---|"]
-    for case in cases:
-        kind = subject(case).lesion
-        for s in build_slices((case,), slice_range=tuple(args.slices)).values():
-            gt = s.lesion > 0.5
-            for contrast, images in s.images.items():
-                cells = []
-                for degraded in (False, True):
-                    pred = predict(model, images, degraded)
-                    counts = np.array([float((pred & gt).sum()), float(pred.sum()), float(gt.sum())])
-                    group = "ms" if kind == "ms" else "glioma"
-                    pooled[(group, contrast, degraded)] = pooled.get((group, contrast, degraded), 0) + counts
-                    dice = 2 * counts[0] / max(counts[1] + counts[2], 1.0)
-                    cells.append(f"{dice:.3f}")
-                    if kind == "ms":
-                        det, miss, fp = lesion_wise(pred[:, 0].numpy(), gt[:, 0].numpy())
-                        ms_rows.append(f"| {case} | {contrast} | {'degraded' if degraded else 'clean'} | {det} | "
-                                       f"{miss} | {fp} | {dice:.3f} |")
-                per_case.append(f"| {case} | {kind} | {contrast} | {cells[0]} | {cells[1]} | "
-                                f"{int(gt.flatten(1).any(1).sum())} |")
+        cases = lesion_validation_cases(args.cases)
+    ev = evaluate_segmenter(model, cases, tuple(args.slices))
     summary = ["| lesions | contrast | pooled Dice | pooled Dice, degraded input |", "|---|---|---|---|"]
-    for group in ("glioma", "ms"):
-        for contrast in ("flair", "t2", "t1c", "t1"):
-            if (group, contrast, False) in pooled:
-                d = [2 * pooled[(group, contrast, g)][0] / max(pooled[(group, contrast, g)][1] + pooled[(group, contrast, g)][2], 1.0)
-                     for g in (False, True)]
-                summary.append(f"| {group} | {contrast} | {d[0]:.3f} | {d[1]:.3f} |")
+    summary += [f"| {group} | {contrast} | {d:.3f} | {dd:.3f} |" for group, contrast, d, dd in ev.pooled_rows()]
+    ms_rows = ["| subject | contrast | input | detected | missed | false positives | voxel Dice |", "|---|---|---|---|---|---|---|"]
+    ms_rows += [f"| {r.case} | {r.contrast} | {'degraded' if r.degraded else 'clean'} | {r.counts.detected} | "
+                f"{r.counts.missed} | {r.counts.false_positives} | {r.dice:.3f} |" for r in ev.lesion_rows]
+    per_case = ["| subject | lesion | contrast | Dice | Dice degraded | lesion slices |", "|---|---|---|---|---|---|"]
+    per_case += [f"| {r.case} | {r.lesion} | {r.contrast} | {r.dice:.3f} | {r.dice_degraded:.3f} | {r.lesion_slices} |"
+                 for r in ev.per_case]
     text = "\n".join([
         "# Segmenter Dice on the validation subjects",
         "",

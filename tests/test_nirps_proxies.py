@@ -1,25 +1,13 @@
-"""benchmarks/nirps_proxies.py: epoch pairs and label agreement on a hand-made table."""
+"""kcross_metric.evaluation.nirps_proxies (behind benchmarks/nirps_proxies.py): epoch pairs and
+label agreement on a hand-made table."""
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kcross_metric.evaluation import nirps_proxies as proxies
 from kcross_metric.evaluation.tables import ScoreTable
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "nirps_proxies.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("_bench_nirps_proxies", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _table() -> ScoreTable:
@@ -33,10 +21,9 @@ def _table() -> ScoreTable:
 
 
 def test_pairs_and_agreements_have_the_hand_computed_values():
-    bench = _bench()
-    i, j, _ = bench.epoch_pairs(_table())
+    i, j, _ = proxies.epoch_pairs(_table())
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (0, 2), (1, 2)]
-    got = {(name, group): (n, acc) for name, group, n, acc, _, _ in bench.proxy_rows(_table(), n_boot=20)}
+    got = {(name, group): (n, acc) for name, group, n, acc, _, _ in proxies.proxy_rows(_table(), n_boot=20)}
     # later epoch: (1<2) right, (1<3) right, (2<3) wrong
     assert got[("later epoch", "all")] == (3, pytest.approx(2 / 3))
     # MSE margin decides (1,2) and (2,3), both right (epoch 2 has the highest PSNR)
@@ -48,19 +35,17 @@ def test_pairs_and_agreements_have_the_hand_computed_values():
 
 
 def test_tied_ratings_give_no_pair():
-    bench = _bench()
     table = _table()
     table = ScoreTable(keys=table.keys, ratings=np.array([0.4, 0.4, 0.4]), metrics=table.metrics)
-    i, _, _ = bench.epoch_pairs(table)
+    i, _, _ = proxies.epoch_pairs(table)
     assert i.size == 0
 
 
 def test_the_bootstrap_resamples_whole_slices():
-    bench = _bench()
     # two slices: one all right (4 pairs), one all wrong (1 pair); resampling slices gives 0, 0.8 or 1
     correct = np.array([1, 1, 1, 1, 0], dtype=bool)
     slices = np.array([0, 0, 0, 0, 1])
-    low, high = bench.bootstrap_over_slices(correct, slices, n_boot=200, seed=0)
+    low, high = proxies.bootstrap_over_slices(correct, slices, n_boot=200, seed=0)
     assert low == 0.0 and high == 1.0
 
 
@@ -70,7 +55,7 @@ def test_on_the_published_scores():
     from kcross_metric.evaluation.nirps import load_nirps_scores
 
     need_shared("data", "nirps", "nirps_scores.csv")
-    rows = _bench().proxy_rows(load_nirps_scores(None, max_epoch=40), n_boot=50)
+    rows = proxies.proxy_rows(load_nirps_scores(None, max_epoch=40), n_boot=50)
     got = {(name, group): (n, acc) for name, group, n, acc, _, _ in rows}
     n_all, later = got[("later epoch", "all")]
     assert n_all == sum(got[("later epoch", g)][0] for g in ("cyclegan", "munit", "unit"))
