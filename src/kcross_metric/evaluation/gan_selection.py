@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -96,11 +96,12 @@ SETTINGS: tuple[Stage2Setting, ...] = (
 def cached(path: str | os.PathLike[str], compute: Callable[[], T]) -> T:
     """``compute()``, stored at ``path`` with :func:`torch.save` the first time and read back after.
 
-    The file is unpickled (``weights_only=False``): use it only for cache files this module wrote.
+    Values are plain containers (dicts, lists, strings, numbers) of tensors, read back with
+    ``weights_only=True``: nothing is unpickled.
     """
     path = Path(path)
     if path.exists():
-        return torch.load(path, weights_only=False)
+        return cast(T, torch.load(path, weights_only=True))
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(value, path)
