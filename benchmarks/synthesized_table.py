@@ -22,271 +22,23 @@ over pairs (1) or slices (2); epoch pairs share images, so those intervals are o
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import io
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from kcross_metric import KCross, create_metric, metric_info
-from kcross_metric._util.files import atomic_write_text
-from kcross_metric.evaluation import bootstrap_ci, srocc, two_afc_per_pair
-from kcross_metric.train.ratedsets.twoafc import pairs_from_synthesized
+from kcross_metric.evaluation.synthesized import (
+    BASELINES,
+    build_tables,
+    row_contents,
+    score_rows,
+    set_digest,
+    synthesized_page,
+    write_table_csv,
+)
 from kcross_metric.train.translation.synthesize import load_synthesized_set
 from kcross_metric.weights import resolve_weights, sha256_file
-
-BASELINES = (
-    "mae", "psnr", "ssim", "nlpd", "gmsd", "lpips_alex", "lpips_vgg", "dists",
-    "dfd_vgg16", "dfd_random", "dfd_ssfd",
-)  # fmt: skip
-KCROSS_COLUMNS = ("K-CROSS", "K-CROSS complex branch", "K-CROSS tumor branch", "K-CROSS structure branch",
-                  "K-CROSS without source", "K-CROSS (segmenter masks)")
-SETTINGS = "data_range=1;v1"
-
-NEVER_SAW = ("K-CROSS's score networks were refitted on epoch pairs of\nthe same six models' outputs on the "
-             "*training* cases (docs/training.md); no validation-case output was fitted.")
-NOTE = """
-**Read this before quoting the tables.** No radiologist rated these images. Table 1 orders two epochs
-of one generator by squared error (global and inside the lesion mask, both >= 10 % lower), so MAE and
-PSNR agree with it almost by definition and every other metric is measured against an MSE-defined
-label. Table 2 uses training progress as the label; GAN training is not monotone, so a metric that
-disagrees with the epoch is not necessarily wrong. Lesion masks of the validation case with T1/T2/FLAIR
-(BraTS-GLI-00001-000) come from the bundled K-CROSS segmenter (`mask_kind=segmenter`): they are
-predictions, and slices where it finds no lesion give no epoch pair. MS-SSIM is left out: its five
-scales need at least 161 pixels per side and the set is 128x128. K-CROSS's score networks were refitted on epoch pairs of
-the same six models' outputs on the *training* cases (docs/training.md); no validation-case output was fitted.
-"""
-
-
-FINDINGS_DIGEST = "4a1f67a8a1a6ae07"
-FINDINGS = """
-## What we read from it (written for set digest 4a1f67a8a1a6ae07)
-
-- **Against the first weights.** The first bundled weights (sha256 `2f7c6d93...`, score networks
-  fitted on constructed distortions only) scored this set at 0.568 on epoch pairs (below every
-  baseline) and fell with the epoch on all six models (mean SROCC -0.494), with GAN outputs near
-  the floor (last-epoch means 0.011-0.044): `python benchmarks/synthesized_table.py
-  runs/synthesized/synthesized.csv --weights <first weights>`. The current weights, refitted on
-  squared-error epoch pairs of the training cases, reach 0.735 on epoch pairs (above MAE, SSIM,
-  GMSD, LPIPS, DISTS and two of the three DFDs; below PSNR, NLPD and dfd_random) and +0.290 mean
-  SROCC with the epoch (positive on five of six models).
-- **Which label to trust.** Table 1's squared-error rule is the better-founded label: on the
-  published NIRPS ratings it agrees with the radiologists on 76.5 % of epoch pairs, the training
-  epoch on 50.1 % (docs/nirps-proxies.md). PSNR is at 1.000 on table 1 by construction, and NLPD and
-  the random-weight DFD (a control, not an MR metric) are close to it; LPIPS, SSIM and DISTS follow
-  the epoch best (0.81-0.90) but sit near 0.58 on the squared-error pairs.
-- **Branches.** The tumor branch alone orders epoch pairs at 0.976 and is flat with the epoch; the
-  complex (k-space) branch, which drove the first weights' failure, is now at 0.691 and +0.32;
-  without the source the score is higher on epoch pairs (0.767) but follows the epoch less (+0.11).
-- These are 128 x 128 outputs of weak models on one validation subject (docs/datasets/synthesized.md),
-  and the refit's behaviour on this set depends strongly on its setting (model card); none of it is
-  radiologist agreement.
-"""
-
-
-def _key(row: dict) -> tuple[str, str, int, int]:
-    return (row["generator"], row["case"], int(row["slice"]), int(row["epoch"]))
-
-
-def _content(row: dict) -> str:
-    """SHA-1 of the arrays a metric sees for a row (fake, real, source, mask): cache rows of a set
-    re-synthesized into the same folder (same paths, new images) are not reused."""
-    h = hashlib.sha1()
-    for key in ("fake", "real", "source", "mask"):
-        arr = row.get(key)
-        if arr is not None:
-            h.update(np.ascontiguousarray(np.asarray(arr, dtype=np.float32)).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _contents(rows: list[dict]) -> dict[str, str]:
-    return {r["files"]["fake"]: _content(r) for r in rows}
-
-
-def _digest(rows: list[dict], contents: dict[str, str] | None = None) -> str:
-    """Digest of the set: every row's path and image content (``_contents(rows)``), in order."""
-    contents = _contents(rows) if contents is None else contents
-    return hashlib.sha256("\n".join(f"{r['files']['fake']}@{contents[r['files']['fake']]}" for r in rows).encode()).hexdigest()[:16]
-
-
-def _load_cache(path: Path, contents: dict[str, str], settings: str = SETTINGS) -> dict[str, float]:
-    """Cached scores of the rows whose path, content and metric settings all match."""
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {r["fake"]: float(r["score"]) for r in csv.DictReader(fh)
-                if r["settings"] == settings and r.get("content") == contents.get(r["fake"])}
-
-
-def _save_cache(path: Path, scores: dict[str, float], contents: dict[str, str], settings: str = SETTINGS) -> None:
-    """Write ``scores`` under ``settings``; rows of other settings (e.g. other weights) are kept."""
-    kept: list[dict[str, str]] = []
-    if path.exists():
-        with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r["settings"] != settings and r.get("content")]
-    table = io.StringIO()
-    w = csv.writer(table)
-    w.writerow(["fake", "content", "settings", "score"])
-    for r in kept:
-        w.writerow([r["fake"], r["content"], r["settings"], r["score"]])
-    for fake, s in sorted(scores.items()):
-        w.writerow([fake, contents[fake], settings, repr(float(s))])
-    atomic_write_text(path, table.getvalue(), overwrite=True, make_parents=True, newline="")
-
-
-def _stack(rows: list[dict], key: str) -> torch.Tensor:
-    return torch.stack([r[key] for r in rows])[:, None]
-
-
-def score_rows(rows: list[dict], metrics: list[str], cache_dir: Path, batch: int = 16,
-               verbose: bool = True, weights: Path | None = None,
-               contents: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    """Per-image scores ``{column: {fake path: score}}`` for the baselines and the K-CROSS columns.
-
-    K-CROSS scores are cached per weights file (its SHA-256 is part of the cache settings).
-    """
-    out: dict[str, dict[str, float]] = {}
-    contents = _contents(rows) if contents is None else contents
-    kcross_needed = "kcross" in metrics
-    for name in [m for m in metrics if m != "kcross"]:
-        path = cache_dir / f"{name}.csv"
-        scores = _load_cache(path, contents)
-        todo = [r for r in rows if r["files"]["fake"] not in scores]
-        if todo:
-            start = time.time()
-            m = create_metric(name, data_range=1.0).eval()
-            with torch.no_grad():
-                for i in range(0, len(todo), batch):
-                    chunk = todo[i : i + batch]
-                    values = m(_stack(chunk, "fake"), _stack(chunk, "real"))
-                    scores.update({r["files"]["fake"]: float(v) for r, v in zip(chunk, values)})
-            _save_cache(path, scores, contents)
-            if verbose:
-                print(f"{name}: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
-        out[name] = scores
-    if kcross_needed:
-        metric = KCross(weights)
-        kc_settings = f"{SETTINGS};weights={metric.version.get('weights_sha256')}"
-        caches = {c: cache_dir / f"kcross_{i}.csv" for i, c in enumerate(KCROSS_COLUMNS)}
-        loaded = {c: _load_cache(p, contents, kc_settings) for c, p in caches.items()}
-        todo = [r for r in rows if any(r["files"]["fake"] not in loaded[c] for c in KCROSS_COLUMNS)]
-        if todo:
-            start = time.time()
-            with torch.no_grad():
-                for i in range(0, len(todo), batch):
-                    chunk = todo[i : i + batch]
-                    fake, real, source, mask = (_stack(chunk, k) for k in ("fake", "real", "source", "mask"))
-                    q = metric.qualities(metric.slice_features(fake, real, source, mask))
-                    q_nosrc = metric.qualities(metric.slice_features(fake, real, None, mask))
-                    q_seg = metric.qualities(metric.slice_features(fake, real, source, None))
-                    cols = {"K-CROSS": q["score"], "K-CROSS complex branch": q["complex"],
-                            "K-CROSS tumor branch": q["tumor"], "K-CROSS structure branch": q["structure"],
-                            "K-CROSS without source": q_nosrc["score"], "K-CROSS (segmenter masks)": q_seg["score"]}
-                    for c, v in cols.items():
-                        loaded[c].update({r["files"]["fake"]: float(x) for r, x in zip(chunk, v)})
-            for c, p in caches.items():
-                _save_cache(p, loaded[c], contents, kc_settings)
-            if verbose:
-                print(f"kcross: {len(todo)} images in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
-        out.update(loaded)
-    return out
-
-
-def higher_is_better(column: str) -> bool:
-    return True if column.startswith("K-CROSS") else metric_info(column).higher_is_better
-
-
-def build_tables(rows: list[dict], scores: dict[str, dict[str, float]], *, margin: float = 0.1,
-                 n_boot: int = 1000) -> tuple[str, list[list[str]]]:
-    """Markdown of the three tables, and the CSV rows (table, column, group, value, low, high, n)."""
-    columns = list(scores)
-    by_key = {_key(r): r["files"]["fake"] for r in rows}
-    pairs = pairs_from_synthesized(rows, margin=margin, allow_earlier_better=True, seed=0)
-    csv_rows: list[list[str]] = []
-    md: list[str] = []
-    families = sorted({r["family"] for r in rows})
-    generators = sorted({r["generator"] for r in rows})
-
-    # 1. epoch pairs
-    md += ["## 1. 2AFC accuracy on epoch pairs", "",
-           f"{len(pairs)} pairs (margin {margin:.0%}); 0.5 = chance. Columns: all pairs, then per family.", ""]
-    head = ["metric", f"all (n={len(pairs)})"] + [
-        f"{f} (n={sum(p.family.startswith(f) for p in pairs)})" for f in families]
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    fam = np.array([p.family.split("_")[0] for p in pairs])
-    overall: dict[str, float] = {}
-    mean_srocc: dict[str, float] = {}
-    for col in columns:
-        sa = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_a))]] for p in pairs])
-        sb = np.array([scores[col][by_key[(p.family, p.case, p.slice, int(p.severity_b))]] for p in pairs])
-        credit = two_afc_per_pair(sa, sb, [p.better for p in pairs], higher_is_better=higher_is_better(col))
-        overall[col] = float(credit.mean())
-        cells = [col]
-        for group, sel in [("all", np.ones(len(pairs), bool))] + [(f, fam == f) for f in families]:
-            if sel.sum() == 0:
-                cells.append("-")
-                continue
-            value = float(credit[sel].mean())
-            ci = bootstrap_ci(np.mean, credit[sel], n_boot=n_boot, seed=0)
-            cells.append(f"{value:.3f} [{ci.low:.2f}, {ci.high:.2f}]")
-            csv_rows.append(["epoch_pairs", col, group, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(int(sel.sum()))])
-        md.append("| " + " | ".join(cells) + " |")
-
-    # 2. SROCC with epoch
-    md += ["", "## 2. SROCC with the training epoch, per generator", "",
-           "Metric oriented so that higher = better; 1 = the metric improves exactly with training progress.", ""]
-    head = ["metric"] + generators
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for col in columns:
-        cells = [col]
-        values = []
-        for g in generators:
-            sel = [r for r in rows if r["generator"] == g]
-            v = np.array([scores[col][r["files"]["fake"]] for r in sel])
-            e = np.array([int(r["epoch"]) for r in sel], dtype=np.float64)
-            hib = higher_is_better(col)
-            value = srocc(v, e, higher_is_better=hib)
-            values.append(value)
-            ci = bootstrap_ci(lambda a, b, hib=hib: srocc(a, b, higher_is_better=hib), v, e, n_boot=n_boot, seed=0)
-            cells.append(f"{value:.2f} [{ci.low:.2f}, {ci.high:.2f}]")
-            csv_rows.append(["srocc_epoch", col, g, f"{value:.6f}", f"{ci.low:.6f}", f"{ci.high:.6f}", str(len(sel))])
-        mean_srocc[col] = float(np.mean(values))
-        md.append("| " + " | ".join(cells) + " |")
-
-    # 3. last-epoch means
-    md += ["", "## 3. Mean per generator at its last epoch", "",
-           "Descriptive: the direction (source-target) matters more than the family; compare within a column.", ""]
-    last = {g: max(int(r["epoch"]) for r in rows if r["generator"] == g) for g in generators}
-    head = ["metric"] + [f"{g} (ep {last[g]})" for g in generators]
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for col in columns:
-        cells = [col]
-        for g in generators:
-            v = np.array([scores[col][r["files"]["fake"]] for r in rows if r["generator"] == g and int(r["epoch"]) == last[g]])
-            cells.append(f"{v.mean():.4g}")
-            csv_rows.append(["last_epoch_mean", col, g, f"{v.mean():.6f}", "", "", str(v.size)])
-        md.append("| " + " | ".join(cells) + " |")
-    md += ["", "## Summary (computed from the tables above)", "", *summary(overall, mean_srocc)]
-    return "\n".join(md) + "\n", csv_rows
-
-
-def summary(overall: dict[str, float], mean_srocc: dict[str, float]) -> list[str]:
-    """Plain-language ranking lines, generated so that they always match the numbers."""
-    def ranked(d: dict[str, float]) -> str:
-        return ", ".join(f"{k} {v:.3f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
-
-    lines = [f"- Epoch-pair accuracy, best first: {ranked(overall)}.",
-             f"- Mean SROCC with the epoch over generators, best first: {ranked(mean_srocc)}."]
-    if "K-CROSS" in overall:
-        beat = [k for k, v in overall.items() if not k.startswith("K-CROSS") and v > overall["K-CROSS"]]
-        lines.append(f"- Baselines above K-CROSS on epoch pairs: {', '.join(beat) if beat else 'none'}.")
-        beat = [k for k, v in mean_srocc.items() if not k.startswith("K-CROSS") and v > mean_srocc["K-CROSS"]]
-        lines.append(f"- Baselines above K-CROSS in mean SROCC with the epoch: {', '.join(beat) if beat else 'none'}.")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,37 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     start = time.time()
     rows = load_synthesized_set(args.index)
-    contents = _contents(rows)
-    digest = _digest(rows, contents)
+    contents = row_contents(rows)
+    digest = set_digest(rows, contents)
     scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores",
                         weights=args.weights, contents=contents)
     weights_sha = sha256_file(resolve_weights(args.weights, filename="kcross.safetensors"))[:16]
-    note = NOTE.strip() if args.weights is None else NOTE.strip().replace(NEVER_SAW, f"K-CROSS weights: `{args.weights}`.")
     tables, csv_rows = build_tables(rows, scores, margin=args.margin, n_boot=args.n_boot)
-    gens = sorted({r["generator"] for r in rows})
-    header = [
-        "# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)", "",
-        f"{len(rows)} synthesized validation slices from {len(gens)} models ({', '.join(gens)}), "
-        f"set digest {digest}; K-CROSS weights sha256 `{weights_sha}`. Regenerate:", "",
-        "<!-- not-tested: needs the trained translation runs under runs/gan (about 30 min of CPU, docs/datasets/synthesized.md) -->",
-        "```console",
-        "kcross-train synthesize --runs runs/gan --out runs/synthesized",
-        "python benchmarks/synthesized_table.py runs/synthesized/synthesized.csv --out docs/results-synthesized.md",
-        "```", "", note, "", "",
-    ]
-    findings = FINDINGS if digest == FINDINGS_DIGEST else (
-        f"\n_The hand-written findings of this page were made for set digest {FINDINGS_DIGEST}; this set is "
-        f"{digest}, so they are left out: read the tables and the computed summary._\n")
-    text = "\n".join(header) + tables + findings + f"\n_Computed in {time.time() - start:.0f} s (scores cached in the set's `scores/`)._\n"
+    text = synthesized_page(rows, tables, digest=digest, weights_sha256=weights_sha, weights=args.weights,
+                            seconds=time.time() - start)
     if args.out:
         args.out.write_text(text)
     else:
         print(text)
     if args.csv_out:
-        with open(args.csv_out, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["table", "metric", "group", "value", "low", "high", "n"])
-            w.writerows(csv_rows)
+        write_table_csv(args.csv_out, csv_rows)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/synthesized_table.py on a tiny synthesized set with a known answer."""
+"""kcross_metric.evaluation.synthesized (the library behind benchmarks/synthesized_table.py) on a tiny
+synthesized set with a known answer, and a thin end-to-end run of the script's main()."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 import torch
 
 from kcross_metric.data.phantom import make_phantom
+from kcross_metric.evaluation import synthesized as syn
 from kcross_metric.train.translation.synthesize import COLUMNS, load_synthesized_set
 
 S = 64
 
 
-def _bench():
+def _script():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "synthesized_table.py"
     spec = importlib.util.spec_from_file_location("_bench_synthesized_table", path)
     module = importlib.util.module_from_spec(spec)
@@ -53,11 +55,10 @@ def tiny_set(tmp_path) -> Path:
 
 
 def test_tables_have_the_known_answers_and_scores_are_cached(tiny_set, monkeypatch):
-    bench = _bench()
     rows = load_synthesized_set(tiny_set)
-    scores = bench.score_rows(rows, ["psnr", "mae"], tiny_set.parent / "scores", verbose=False)
+    scores = syn.score_rows(rows, ["psnr", "mae"], tiny_set.parent / "scores", verbose=False)
     assert set(scores) == {"psnr", "mae"} and len(scores["psnr"]) == len(rows) == 12
-    md, csv_rows = bench.build_tables(rows, scores, margin=0.1, n_boot=50)
+    md, csv_rows = syn.build_tables(rows, scores, margin=0.1, n_boot=50)
     got = {(r[0], r[1], r[2]): float(r[3]) for r in csv_rows}
     # epoch pairs are ordered by MSE, so PSNR and MAE (monotone in the error here) agree with all of them
     assert got[("epoch_pairs", "psnr", "all")] == 1.0 and got[("epoch_pairs", "mae", "all")] == 1.0
@@ -71,17 +72,16 @@ def test_tables_have_the_known_answers_and_scores_are_cached(tiny_set, monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed a cached score")
 
-    monkeypatch.setattr(bench, "create_metric", refuse)
-    again = bench.score_rows(rows, ["psnr", "mae"], tiny_set.parent / "scores", verbose=False)
+    monkeypatch.setattr(syn, "create_metric", refuse)
+    again = syn.score_rows(rows, ["psnr", "mae"], tiny_set.parent / "scores", verbose=False)
     assert again == scores
 
 
 def test_kcross_columns_include_the_branches(tiny_set):
-    bench = _bench()
     rows = load_synthesized_set(tiny_set)[:2]
-    scores = bench.score_rows(rows, ["kcross"], tiny_set.parent / "scores", verbose=False)
-    assert set(scores) == set(bench.KCROSS_COLUMNS)
-    for col in bench.KCROSS_COLUMNS:
+    scores = syn.score_rows(rows, ["kcross"], tiny_set.parent / "scores", verbose=False)
+    assert set(scores) == set(syn.KCROSS_COLUMNS)
+    for col in syn.KCROSS_COLUMNS:
         assert all(0.0 <= v <= 1.0 for v in scores[col].values())
 
 
@@ -89,10 +89,9 @@ def test_kcross_scores_are_cached_per_weights_file(tiny_set, tmp_path):
     """Other weights must not read the bundled weights' cached scores (and must not erase them)."""
     from kcross_metric.weights import bundled_dir, load_safetensors_with_metadata, save_safetensors, write_checksums
 
-    bench = _bench()
     rows = load_synthesized_set(tiny_set)[:2]
     cache = tiny_set.parent / "scores"
-    bundled = bench.score_rows(rows, ["kcross"], cache, verbose=False)
+    bundled = syn.score_rows(rows, ["kcross"], cache, verbose=False)
     tensors, metadata = load_safetensors_with_metadata(bundled_dir() / "kcross.safetensors")
     key = next(k for k in tensors if k.startswith("complex_score"))
     tensors[key] = tensors[key] * 0.5  # other (still valid) score-network weights
@@ -100,24 +99,59 @@ def test_kcross_scores_are_cached_per_weights_file(tiny_set, tmp_path):
     other.parent.mkdir()
     save_safetensors(tensors, other, metadata=metadata)
     write_checksums(other.parent)
-    changed = bench.score_rows(rows, ["kcross"], cache, verbose=False, weights=other)
+    changed = syn.score_rows(rows, ["kcross"], cache, verbose=False, weights=other)
     assert changed["K-CROSS"] != bundled["K-CROSS"]
     assert changed["K-CROSS tumor branch"] == bundled["K-CROSS tumor branch"]  # branch qualities do not use the heads
-    assert bench.score_rows(rows, ["kcross"], cache, verbose=False) == bundled
+    assert syn.score_rows(rows, ["kcross"], cache, verbose=False) == bundled
 
 
 def test_a_set_resynthesized_into_the_same_folder_is_scored_afresh(tiny_set):
     """Same paths, new images (e.g. `kcross-train synthesize --overwrite` after retraining a model):
     the cache must not hand back the old images' scores, and the set digest must change."""
-    bench = _bench()
     rows = load_synthesized_set(tiny_set)
     cache = tiny_set.parent / "scores"
-    before = bench.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
-    digest = bench._digest(rows)
+    before = syn.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
+    digest = syn.set_digest(rows)
     first = rows[0]["files"]["fake"]
     np.save(tiny_set.parent / first, np.zeros((S, S), dtype=np.float32))
     rows = load_synthesized_set(tiny_set)
-    after = bench.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
+    after = syn.score_rows(rows, ["psnr"], cache, verbose=False)["psnr"]
     assert after[first] != before[first]
     assert all(after[k] == before[k] for k in before if k != first)
-    assert bench._digest(rows) != digest
+    assert syn.set_digest(rows) != digest
+
+
+def test_page_and_table_csv(tiny_set, tmp_path):
+    rows = load_synthesized_set(tiny_set)
+    scores = syn.score_rows(rows, ["psnr"], tiny_set.parent / "scores", verbose=False)
+    md, csv_rows = syn.build_tables(rows, scores, n_boot=20)
+    digest = syn.set_digest(rows)
+    page = syn.synthesized_page(rows, md, digest=digest, weights_sha256="0123456789abcdef", seconds=3.2)
+    assert page.startswith("# Results: the synthesized set (pix2pix / CycleGAN outputs, every epoch)\n")
+    assert (f"12 synthesized validation slices from 2 models (cyclegan_t1-t2, pix2pix_t1-t2), set digest {digest}; "
+            "K-CROSS weights sha256 `0123456789abcdef`.") in page
+    assert syn.NOTE.strip() in page and md in page
+    assert f"were made for set digest {syn.FINDINGS_DIGEST}; this set is {digest}, so they are left out" in page
+    assert syn.FINDINGS not in page
+    assert page.endswith("_Computed in 3 s (scores cached in the set's `scores/`)._\n")
+    other = syn.synthesized_page(rows, md, digest=syn.FINDINGS_DIGEST, weights_sha256="x", weights=Path("w.safetensors"))
+    assert syn.FINDINGS in other and "K-CROSS weights: `w.safetensors`." in other and syn.NEVER_SAW not in other
+    syn.write_table_csv(tmp_path / "t.csv", csv_rows)
+    with open(tmp_path / "t.csv", newline="") as fh:
+        written = list(csv.reader(fh))
+    assert tuple(written[0]) == syn.TABLE_CSV_COLUMNS and written[1:] == csv_rows
+
+
+def test_script_end_to_end(tiny_set, tmp_path):
+    """The script is a thin main over the library: its page and CSV are the library's."""
+    out, csv_out = tmp_path / "page.md", tmp_path / "tables.csv"
+    assert _script().main([str(tiny_set), "--metrics", "psnr,mae", "--n-boot", "20", "--threads", "1",
+                           "--out", str(out), "--csv-out", str(csv_out)]) == 0
+    rows = load_synthesized_set(tiny_set)
+    scores = syn.score_rows(rows, ["psnr", "mae"], tiny_set.parent / "scores", verbose=False)
+    md, csv_rows = syn.build_tables(rows, scores, n_boot=20)
+    page = out.read_text(encoding="utf-8")
+    assert page.rsplit("\n_Computed in", 1)[0] == syn.synthesized_page(
+        rows, md, digest=syn.set_digest(rows), weights_sha256=page.split("weights sha256 `")[1][:16]).rsplit("\n_Computed in", 1)[0]
+    with open(csv_out, newline="") as fh:
+        assert list(csv.reader(fh))[1:] == csv_rows
