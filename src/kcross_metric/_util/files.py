@@ -13,12 +13,14 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ConfigError, OutputExistsError
 
-__all__ = ["atomic_write", "atomic_write_text", "check_output_path", "sha256_file"]
+__all__ = ["atomic_write", "atomic_write_text", "cached_tensors", "check_output_path", "sha256_file"]
 
 _CHUNK = 1 << 20
+_T = TypeVar("_T")
 
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -105,3 +107,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cached_tensors(path: str | os.PathLike[str], compute: Callable[[], _T]) -> _T:
+    """``compute()``, kept at ``path`` with ``torch.save`` the first time and read back after.
+
+    For caches of plain containers (dicts, lists, strings, numbers) of tensors: they are read with
+    ``weights_only=True``, so nothing is unpickled. Written atomically (the folder is created).
+    """
+    import torch
+
+    p = Path(path)
+    if p.exists():
+        value: _T = torch.load(p, weights_only=True)
+        return value
+    value = compute()
+    atomic_write(p, lambda tmp: torch.save(value, tmp), make_parents=True)
+    return value

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from .._util.files import cached_tensors
 from ..core.metric import KCross
 from ..core.nets.kcross_nets import KCrossNetworks
 from ..train.config import Stage2Config
@@ -93,19 +94,8 @@ SETTINGS: tuple[Stage2Setting, ...] = (
 )
 
 
-def cached(path: str | os.PathLike[str], compute: Callable[[], T]) -> T:
-    """``compute()``, stored at ``path`` with :func:`torch.save` the first time and read back after.
-
-    Values are plain containers (dicts, lists, strings, numbers) of tensors, read back with
-    ``weights_only=True``: nothing is unpickled.
-    """
-    path = Path(path)
-    if path.exists():
-        return cast(T, torch.load(path, weights_only=True))
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(value, path)
-    return value
+#: ``cached(path, compute)``: the package's one load-or-compute cache (:func:`cached_tensors`)
+cached = cached_tensors
 
 
 def select_rows(bank: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:

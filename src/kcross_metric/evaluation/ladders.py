@@ -45,6 +45,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from .._util.files import cached_tensors
 from ..core.metric import KCross
 from ..core.nets.kcross_nets import KCrossNetworks
 from ..registry import create_metric
@@ -233,16 +234,16 @@ def build_ladder_set(split: str, cache: Path, *, n_ladders: int, n_lesion: int, 
     read from ``cache/set-<key>.pt`` or built (including loading the subjects) and written there."""
     cases = available_cases(cases_for_split(split))
     path = cache / f"set-{set_key(split, cases, n_ladders=n_ladders, n_lesion=n_lesion, seed=seed)}.pt"
-    if path.exists():
-        cached: LadderSet = torch.load(path, weights_only=True)
-        return cached
-    start = time.time()
-    data = ladder_set_from_cases([load_case(c, slice_range=SLICE_RANGE) for c in cases],
-                                 n_ladders=n_ladders, n_lesion=n_lesion, seed=seed)
-    data["cases"] = list(cases)
-    data["seconds"] = time.time() - start
-    torch.save(data, path)
-    return data
+
+    def build() -> LadderSet:
+        start = time.time()
+        data = ladder_set_from_cases([load_case(c, slice_range=SLICE_RANGE) for c in cases],
+                                     n_ladders=n_ladders, n_lesion=n_lesion, seed=seed)
+        data["cases"] = list(cases)
+        data["seconds"] = time.time() - start
+        return data
+
+    return cached_tensors(path, build)
 
 
 def misregistration_set_from_cases(cases: Sequence[CaseSlices], *, n_pairs: int, seed: int) -> MisregistrationSet:
@@ -261,12 +262,8 @@ def build_misregistration_set(cases: Sequence[str], cache: Path, *, key: str, n_
     """The structure rule's pairs on ``cases`` (ids; ``key`` the ladder set's :func:`set_key`), read
     from ``cache/misreg-<key>-<n_pairs>.pt`` or built and written there."""
     path = cache / f"misreg-{key}-{n_pairs}.pt"
-    if path.exists():
-        cached: MisregistrationSet = torch.load(path, weights_only=True)
-        return cached
-    data = misregistration_set_from_cases([load_case(c, slice_range=SLICE_RANGE) for c in cases], n_pairs=n_pairs, seed=seed)
-    torch.save(data, path)
-    return data
+    return cached_tensors(path, lambda: misregistration_set_from_cases(
+        [load_case(c, slice_range=SLICE_RANGE) for c in cases], n_pairs=n_pairs, seed=seed))
 
 
 # ----------------------------------------------------------------------------- features
@@ -333,12 +330,7 @@ def encode_ladder_set(weights: str | Path, data: LadderSet, cache: Path, key: st
     """:func:`encode_ladder_set_with` the weight file ``weights``, cached in ``cache/feats2-<key>-<sha>.pt``."""
     kcross = kcross_for(weights)
     path = cache / f"feats2-{key}-{weights_sha(kcross)}.pt"
-    if path.exists():
-        cached: EncodedLadderSet = torch.load(path, weights_only=True)
-        return cached
-    result = encode_ladder_set_with(kcross, data)
-    torch.save(result, path)
-    return result
+    return cached_tensors(path, lambda: encode_ladder_set_with(kcross, data))
 
 
 def encode_misregistration_with(kcross: KCross, misreg: MisregistrationSet) -> EncodedPairs:
@@ -352,12 +344,7 @@ def encode_misregistration(weights: str | Path, misreg: MisregistrationSet, cach
     (``key`` is ``<set key>-<n_pairs>``)."""
     kcross = kcross_for(weights)
     path = cache / f"featsm-{key}-{weights_sha(kcross)}.pt"
-    if path.exists():
-        cached: EncodedPairs = torch.load(path, weights_only=True)
-        return cached
-    result = encode_misregistration_with(kcross, misreg)
-    torch.save(result, path)
-    return result
+    return cached_tensors(path, lambda: encode_misregistration_with(kcross, misreg))
 
 
 # ----------------------------------------------------------------------------- baselines

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,37 +58,33 @@ def accuracy_markdown(res: VolumePairResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def family_markdown(res: VolumePairResults) -> str:
-    """Per family: correct pairs per view (a x/y c x/y s x/y 2.5D x/y) for every metric."""
-    fams = list(dict.fromkeys(p.family for p in res.pairs))
+def _per_family_table(res: VolumePairResults, cell: Callable[[str, np.ndarray], str], count: bool) -> str:
+    """A row per family (``(n=..)`` after its name if ``count``), a ``cell(metric, rows)`` per metric."""
     fam_of = np.array([p.family for p in res.pairs])
     lines = ["| family | " + " | ".join(res.accuracy) + " |", "|---|" + "---|" * len(res.accuracy)]
-    for f in fams:
+    for f in dict.fromkeys(p.family for p in res.pairs):
         sel = fam_of == f
-        cells = []
-        for name in res.accuracy:
-            parts = [f"{res.credit(name, v)[sel].sum():g}" for v in VIEWS]
-            cells.append("/".join(parts))
-        lines.append(f"| {f} (n={int(sel.sum())}) | " + " | ".join(cells) + " |")
+        label = f"{f} (n={int(sel.sum())})" if count else f
+        lines.append(f"| {label} | " + " | ".join(cell(name, sel) for name in res.accuracy) + " |")
     return "\n".join(lines) + "\n"
+
+
+def family_markdown(res: VolumePairResults) -> str:
+    """Per family: correct pairs per view (a x/y c x/y s x/y 2.5D x/y) for every metric."""
+    return _per_family_table(res, lambda name, sel: "/".join(f"{res.credit(name, v)[sel].sum():g}" for v in VIEWS), True)
 
 
 def sensitivity_markdown(res: VolumePairResults) -> str:
     """Per family: mean plane margin / mean 2.5D margin (ax/cor/sag) for every metric."""
-    fams = list(dict.fromkeys(p.family for p in res.pairs))
-    fam_of = np.array([p.family for p in res.pairs])
-    lines = ["| family | " + " | ".join(res.accuracy) + " |", "|---|" + "---|" * len(res.accuracy)]
-    for f in fams:
-        sel = fam_of == f
-        cells = []
-        for name in res.accuracy:
-            ref = res.margins(name, "2.5D")[sel].mean()
-            if not np.isfinite(ref) or abs(ref) < 1e-12:
-                cells.append("n/a")
-                continue
-            cells.append("/".join(f"{res.margins(name, pl)[sel].mean() / ref:.2f}" for pl in PLANES))
-        lines.append(f"| {f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+    def cell(name: str, sel: np.ndarray) -> str:
+        ref = res.margins(name, "2.5D")[sel].mean()
+        if not np.isfinite(ref) or abs(ref) < 1e-12:
+            return "n/a"
+        return "/".join(f"{res.margins(name, pl)[sel].mean() / ref:.2f}" for pl in PLANES)
+
+    return _per_family_table(res, cell, False)
+
 
 # ----------------------------------------------------------------------------- report
 
