@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation.ladders import (
     CreditColumn,
     baseline_columns,
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         analyses=[branch_analysis(name, enc, n_ladders, n_levels) for name, enc in encoded.items()],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page)
+    atomic_write_text(args.out, page, overwrite=True)
     print(f"wrote {args.out}")
     return 0
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text, cached_tensors
 from kcross_metric.evaluation.ladders import (
     build_ladder_set,
     encode_ladder_set,
@@ -38,6 +39,7 @@ from kcross_metric.evaluation.ladders import (
     render_lofo_header,
     set_key,
 )
+from kcross_metric.train.stage2 import FeatureBank
 from kcross_metric.weights import sha256_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "kcross_metric" / "train" / "configs"
@@ -62,13 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = lofo_config(args.config, args.threads)
     base_sha = sha256_file(args.base_weights)
     nets = lofo_networks(args.base_weights, config)
-    bank_path = args.cache / f"lofo-train-{lofo_bank_key(config, base_sha)}.pt"
-    if bank_path.exists():
-        # a pickled FeatureBank (a dict subclass), which torch.load(weights_only=True) cannot read
-        bank = torch.load(bank_path, weights_only=False)
-    else:
-        bank = lofo_training_bank(config, nets)
-        torch.save(bank, bank_path)
+    # kept as a plain dict (read back without unpickling); files named lofo-train-* held a pickled FeatureBank
+    bank_path = args.cache / f"lofo-bank-{lofo_bank_key(config, base_sha)}.pt"
+    bank = FeatureBank(cached_tensors(bank_path, lambda: dict(lofo_training_bank(config, nets))))
 
     data = build_ladder_set(args.split, args.cache, n_ladders=args.n_ladders, n_lesion=args.n_lesion, seed=args.seed)
     # validation features under the same segmenter/stage-1 networks (any score heads: only the raw
@@ -86,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(row.markdown())
         print(lines[-1], flush=True)
     lines += render_lofo_footer(time.time() - start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out, "\n".join(lines) + "\n", overwrite=True, make_parents=True)
     print(f"wrote {args.out}")
     return 0
 

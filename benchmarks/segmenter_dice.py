@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation.segmentation import evaluate_segmenter, lesion_validation_cases, load_segmenter
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print(text)
     else:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text, overwrite=True)
         print(f"wrote {args.out}")
     return 0
 

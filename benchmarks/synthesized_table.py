@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation.synthesized import (
     BASELINES,
     build_tables,
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     text = synthesized_page(rows, tables, digest=digest, weights_sha256=weights_sha, weights=args.weights,
                             seconds=time.time() - start)
     if args.out:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text, overwrite=True)
     else:
         print(text)
     if args.csv_out:

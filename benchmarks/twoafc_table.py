@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation.twoafc_table import BASELINES, score_twoafc_set, twoafc_page
 from kcross_metric.train.ratedsets.twoafc import load_twoafc_set
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                        cache_dir=cache_dir)
     print(text)
     if args.out is not None:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text, overwrite=True)
     return 0
 
 

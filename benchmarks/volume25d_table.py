@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 
+from kcross_metric._util.files import atomic_write_text
 from kcross_metric.evaluation.volume25d_table import Volume25DRun, scoring_cost, volume25d_page
 from kcross_metric.evaluation.volume_pairs import (
     DEFAULT_CONTRASTS,
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     print(f"total {run.seconds:.0f} s wall-clock, {run.cpu_seconds:.0f} s CPU", flush=True)
     if args.out is not None:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text, overwrite=True)
     return 0
 
 

@@ -80,6 +80,8 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Put the finder on ``sys.meta_path`` once (after the normal finders: only missing paths reach it)."""
+    """Put the finder first on ``sys.meta_path``, once. First, because a moved package's new
+    ``__path__`` would otherwise let the normal finders load its submodules a second time under
+    the old name; the finder answers only the names of :data:`MOVED`."""
     if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
-        sys.meta_path.append(_MovedModuleFinder())
+        sys.meta_path.insert(0, _MovedModuleFinder())

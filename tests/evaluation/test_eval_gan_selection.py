@@ -9,7 +9,6 @@ import torch
 from kcross_metric.evaluation.gan_selection import (
     SETTINGS,
     VECTOR_KEYS,
-    cached,
     epoch_pair_accuracy,
     mean_epoch_srocc,
     merge_vector_banks,
@@ -59,15 +58,3 @@ def test_mean_epoch_srocc_averages_over_generators():
     scores = np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0])  # a rises with the epoch, b falls
     assert mean_epoch_srocc(scores, rows) == pytest.approx(0.0)
     assert mean_epoch_srocc(scores[[0, 1, 2, 5, 4, 3]], rows) == pytest.approx(1.0)
-
-
-def test_cached_computes_once(tmp_path):
-    calls = []
-
-    def compute() -> dict:
-        calls.append(1)
-        return {"x": torch.arange(3)}
-
-    first = cached(tmp_path / "sub" / "c.pt", compute)
-    second = cached(tmp_path / "sub" / "c.pt", compute)
-    assert len(calls) == 1 and torch.equal(first["x"], second["x"])

@@ -1,6 +1,6 @@
 """File plumbing shared by every layer: output-path checks, atomic writes, SHA-256 of a file.
 
-One helper for each job, so that every file the package writes (weights, tables, volumes, CSVs,
+One helper for each job, so that the files the package writes (weights, tables, volumes, CSVs,
 reports, checkpoints) is published the same way: written to a temporary file in the target's
 folder, flushed to disk and moved into place with :func:`os.replace`, so that a reader never sees a
 half-written file and an interrupted write leaves the old file intact.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,9 @@ from ..errors import ConfigError, OutputExistsError
 __all__ = ["atomic_write", "atomic_write_text", "cached_tensors", "check_output_path", "sha256_file"]
 
 _CHUNK = 1 << 20
+# read once: os.umask can only be read by setting it, which races with other threads
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _T = TypeVar("_T")
 
 
@@ -53,20 +57,20 @@ def atomic_write(
 
     ``suffix`` is the temporary file's suffix (writers that choose a format by extension, such as
     SimpleITK, need the real one). ``make_parents`` creates missing folders (for caches and run
-    directories the package owns); otherwise the folder must exist. The published file gets the
-    usual permissions (``0666`` minus the umask), not ``mkstemp``'s ``0600``.
+    directories the package owns); otherwise the folder must exist. A new file gets the usual
+    permissions (``0666`` minus the umask), not ``mkstemp``'s ``0600``; a replaced file keeps its own.
     """
     p = Path(path)
     if make_parents:
         p.parent.mkdir(parents=True, exist_ok=True)
     p = check_output_path(p, overwrite)
+    # a replaced file keeps its permissions (a report chmod-ed 600 stays private)
+    mode = stat.S_IMODE(p.stat().st_mode) if p.exists() else 0o666 & ~_UMASK
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, mode)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

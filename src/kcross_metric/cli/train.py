@@ -142,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --export file")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("model-card", help="write the model card of a weight file from its training runs")
     for name in ("segmenter", "stage1", "stage2"):
         p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} run (else carried over from --base-card)")
     p.add_argument("--weights", type=Path, required=True, help="the weight file the card describes")
-    p.add_argument("--out", type=Path, required=True, help="the card (.md) to write; replaced if it exists")
+    p.add_argument("--out", type=Path, required=True, help="the card (.md) to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--base-card", type=Path, default=None, help="the base weights' model card (refitted weights)")
     p.add_argument("--reproduce", type=Path, default=None, help="file with the commands of the Reproduce section")
     p.add_argument("--notes", type=Path, default=None)
@@ -200,8 +202,12 @@ def _ssfd(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from .._util.files import check_output_path
     from ..train.runner import RunDir
     from ..train.ssfd import export_encoder, load_ssfd_config, train_ssfd
+
+    if args.export is not None:
+        check_output_path(args.export, args.overwrite)  # before hours of training
 
     config = load_ssfd_config(args.config or _configs_dir() / "ssfd.yaml", epochs=args.epochs,
                               steps_per_epoch=args.steps_per_epoch)
@@ -217,15 +223,16 @@ def _ssfd(args: argparse.Namespace) -> int:
 
 
 def _model_card(args: argparse.Namespace) -> int:
-    from .._util.files import atomic_write_text
+    from .._util.files import atomic_write_text, check_output_path
     from ..train.model_card import render
 
+    check_output_path(args.out, args.overwrite)
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     base_card = args.base_card.read_text(encoding="utf-8") if args.base_card else None
     reproduce = args.reproduce.read_text(encoding="utf-8").strip().splitlines() if args.reproduce else None
     text = render(args.segmenter, args.stage1, args.stage2, args.weights, notes, args.append,
                   base_card=base_card, reproduce=reproduce)
-    atomic_write_text(args.out, text, overwrite=True)
+    atomic_write_text(args.out, text, overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return EXIT_OK
 

@@ -7,7 +7,7 @@ the epoch on the synthesized validation set, the constructed 2AFC validation pai
 score) are computed beside it for information; they must not be used to choose.
 
 The stage-1 networks and the segmenter stay frozen, so the branch vectors are computed once with
-the base networks and cached (:func:`cached`, :func:`selection_data`); :func:`evaluate_setting`
+the base networks and cached (:func:`~kcross_metric._util.files.cached_tensors`, :func:`selection_data`); :func:`evaluate_setting`
 then fits and scores one setting on them.
 """
 
@@ -40,7 +40,6 @@ __all__ = [
     "SETTINGS",
     "SelectionData",
     "SettingResult",
-    "cached",
     "select_rows",
     "merge_vector_banks",
     "heads_score",
@@ -92,10 +91,6 @@ SETTINGS: tuple[Stage2Setting, ...] = (
     Stage2Setting(weight_decay=3e-2, epochs=25, temperature=0.05, balance_pair_sets=True),
     Stage2Setting(weight_decay=3e-2, epochs=50, temperature=0.05, balance_pair_sets=True),
 )
-
-
-#: ``cached(path, compute)``: the package's one load-or-compute cache (:func:`cached_tensors`)
-cached = cached_tensors
 
 
 def select_rows(bank: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
@@ -184,14 +179,14 @@ def selection_data(kc: KCross, pairs_csv: str | Path, synthesized_csv: str | Pat
     of ``pairs_csv``), the validation pairs and the synthesized validation set under the base
     networks ``kc``, cached in ``cache`` (about 30 minutes on 2 CPU cores the first time)."""
     cache = Path(cache)
-    constructed = cached(cache / "constructed_by_case.pt", lambda: {
+    constructed = cached_tensors(cache / "constructed_by_case.pt", lambda: {
         c: dict(pair_bank(kc, generate_pairs([load_case(c)], n_pairs_per_rule=60, seed=0))) for c in TRAIN_CASES})
-    gan = cached(cache / "gan_train.pt", lambda: dict(pair_bank(kc, load_twoafc_set(pairs_csv))))
-    val_pairs = FeatureBank(cached(cache / "val_pairs.pt", lambda: dict(pair_bank(kc, load_twoafc_set(val_pairs_csv)))))
+    gan = cached_tensors(cache / "gan_train.pt", lambda: dict(pair_bank(kc, load_twoafc_set(pairs_csv))))
+    val_pairs = FeatureBank(cached_tensors(cache / "val_pairs.pt", lambda: dict(pair_bank(kc, load_twoafc_set(val_pairs_csv)))))
     with open(pairs_csv, newline="") as fh:
         gan_case = np.array([r["case"] for r in csv.DictReader(fh)])
     rows = load_synthesized_set(synthesized_csv)
-    synth = cached(cache / "val_synthesized.pt", lambda: synthesized_features(kc, rows))
+    synth = cached_tensors(cache / "val_synthesized.pt", lambda: synthesized_features(kc, rows))
     ia, ib, a_better = epoch_pair_index(rows, pairs_from_synthesized(rows, margin=0.1, allow_earlier_better=True, seed=0))
     return SelectionData(
         held_out=merge_vector_banks(constructed[HELD_OUT], select_rows(gan, gan_case == HELD_OUT), balance=False),

@@ -366,7 +366,8 @@ def synthesized_page(rows: Sequence[Row], tables: str, *, digest: str, weights_s
 
 def write_table_csv(path: Path, csv_rows: Sequence[Sequence[str]]) -> None:
     """Write the CSV rows of :func:`build_tables` under a :data:`TABLE_CSV_COLUMNS` header."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(TABLE_CSV_COLUMNS)
-        w.writerows(csv_rows)
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(TABLE_CSV_COLUMNS)
+    w.writerows(csv_rows)
+    atomic_write_text(path, table.getvalue(), overwrite=True, newline="")

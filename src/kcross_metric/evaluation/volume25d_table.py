@@ -15,6 +15,7 @@ the 2.5D margin.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._util.files import atomic_write_text
 from .volume25d import PLANES
 from .volume_pairs import DEFAULT_CONTRASTS, FAMILIES, SLICE_AXIS, VIEWS, Volume, VolumePairResults
 
@@ -160,11 +162,12 @@ def read_timing(path: Path) -> dict[str, Timing]:
 
 def write_timing(path: Path, rows: Mapping[str, Timing]) -> None:
     """Write ``rows`` to ``path`` (:data:`TIMING_COLUMNS`; seconds with one decimal)."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(TIMING_COLUMNS)
-        for name, (settings, wall, cpu, n) in rows.items():
-            w.writerow([name, settings, f"{wall:.1f}", f"{cpu:.1f}", n])
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(TIMING_COLUMNS)
+    for name, (settings, wall, cpu, n) in rows.items():
+        w.writerow([name, settings, f"{wall:.1f}", f"{cpu:.1f}", n])
+    atomic_write_text(path, table.getvalue(), overwrite=True, make_parents=True, newline="")
 
 
 @dataclass

@@ -6,7 +6,7 @@ Every volume goes through the same per-volume normalization as inference on file
 centre-cropped or zero-padded to a fixed size. Case-level splits come from
 :mod:`kcross_metric.train.splits` only.
 
-Supported layouts (under ``../shared/data`` or any folder with the same structure):
+Supported layouts (under ``$KCROSS_SHARED_DIR/data``, ``root=`` or any folder with the same structure):
 
 * BraTS 2023 (``brats/<case>/<case>-{t1n,t1c,t2w,t2f}.nii.gz`` + optional ``-seg``),
 * TCGA after BraTS preprocessing (``brats/<case>/<case>_{t1,t1c,t2,fla}_bet.nii.gz`` +

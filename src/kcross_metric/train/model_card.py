@@ -115,9 +115,9 @@ def render(
         f"- File: `{weights.name}`, {size_mb:.1f} MB, SHA-256 `{sha256_file(weights)}` (also in `SHA256SUMS`, checked on load).",
         "- Contents: every network of K-CROSS (`KCrossNetworks`): lesion segmenter, complex k-space U-Net,",
         "  tumor autoencoder, structure autoencoder, complex and natural score networks.",
-        "- Produced by `kcross-train` (kcross_metric.train) on a 2-core CPU; total training wall time "
+        "- Produced by `kcross-train` (kcross_metric.train) on a 2-core CPU; summed epoch time "
         f"{sum(wall.values()):.1f} min (segmenter {wall['segmenter']:.1f}, stage 1 {wall['stage1']:.1f}, "
-        f"stage 2 {wall['stage2']:.1f}).",
+        f"stage 2 {wall['stage2']:.1f}); data loading and the encoding of stage-2 pairs are not included.",
         *base_line,
         "",
         "## Data and licences",
@@ -156,7 +156,7 @@ def render(
         "    --out src/kcross_metric/weights/kcross.safetensors --overwrite",
         "kcross-train model-card --segmenter runs/segmenter --stage1 runs/stage1 \\",
         "    --stage2 runs/stage2 --weights src/kcross_metric/weights/kcross.safetensors \\",
-        "    --out src/kcross_metric/weights/kcross.md --notes src/kcross_metric/train/model_card_notes.md \\",
+        "    --out src/kcross_metric/weights/kcross.md --overwrite --notes src/kcross_metric/train/model_card_notes.md \\",
         "    --append docs/results-segmenter.md docs/results-twoafc.md",
         "# the two validation tables come from:",
         "python benchmarks/segmenter_dice.py --run runs/segmenter > docs/results-segmenter.md",
@@ -180,3 +180,9 @@ def render(
     if notes:
         out += ["## Findings and limitations", "", notes, ""]
     return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - the old entry point, moved to the CLI
+    import sys
+
+    sys.exit(f"python -m {__spec__.name if __spec__ else __name__} was replaced by `kcross-train model-card` (same options)")

@@ -10,7 +10,7 @@ slices are downsampled (area average) to ``size`` pixels to fit the CPU budget.
 Usage::
 
     kcross-train ssfd --config src/kcross_metric/train/configs/ssfd.yaml \
-        --run runs/ssfd --export src/kcross_metric/weights/ssfd.safetensors
+        --run runs/ssfd --export src/kcross_metric/weights/ssfd.safetensors --overwrite
 
 The exported file holds the encoder levels 1..``tap_level`` only (what :meth:`DFD.ssfd` runs);
 the decoder and level 5 stay in the run directory's ``model.safetensors``.
@@ -177,3 +177,9 @@ def train_ssfd(cfg: SSFDConfig, run_path: str | Path, *, resume: bool = True,
                          validate=validate if val_pair is not None else None, resume=resume,
                          verbose=verbose, lr_at=lr_at)
     return model, records
+
+
+if __name__ == "__main__":  # pragma: no cover - the old entry point, moved to the CLI
+    import sys
+
+    sys.exit(f"python -m {__spec__.name if __spec__ else __name__} was replaced by `kcross-train ssfd` (same options)")

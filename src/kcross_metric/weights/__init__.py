@@ -428,7 +428,7 @@ def save_safetensors(
 
     # weight files are published into folders the caller names (run directories are created)
     atomic_write(path, lambda tmp: safetensors.torch.save_file(prepared, str(tmp), metadata=meta),
-                 overwrite=True, make_parents=True)
+                 overwrite=overwrite, make_parents=True)
     return sha256_file(path)
 
 

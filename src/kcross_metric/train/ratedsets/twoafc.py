@@ -17,7 +17,7 @@ rank a lost tumour below an equally large but diagnostically harmless pixel erro
    the lesion by >= :data:`MIN_LESION_CHANGE` on average (the edit is visible in that contrast).
 3. ``synthesized_epochs`` -- :func:`pairs_from_synthesized`, a hook for real synthesized outputs.
 
-Data (real cases in ``../shared/data``, case split from :mod:`kcross_metric.train.splits`) comes
+Data (real cases in ``$KCROSS_SHARED_DIR/data`` or a given ``data_dir``, case split from :mod:`kcross_metric.train.splits`) comes
 from :func:`kcross_metric.train.data.load_case`, the loader of all training data: volumes in the
 package's axis convention (:func:`kcross_metric.data.io.load_volume`), normalised per volume with
 :func:`kcross_metric.data.io.normalize_volume` (0.5th/99.5th percentiles inside the brain, clipped to
@@ -750,3 +750,9 @@ def build_synthesized_pairs(
     if not pairs:
         raise ConfigError(f"no epoch pair of {synthesized_csv} differs by the margin {margin} both globally and in the lesion")
     return write_twoafc_set(pairs, out, overwrite=overwrite)
+
+
+if __name__ == "__main__":  # pragma: no cover - the old entry point, moved to the CLI
+    import sys
+
+    sys.exit(f"python -m {__spec__.name if __spec__ else __name__} was replaced by `kcross-train pairs` (same options)")
