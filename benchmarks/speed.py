@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python benchmarks/speed.py [--quick] [--threads N] [--batch-sizes 1 4 16] [--channels-last]
-                               [--profile] [--no-volume] [--json results.json]
+                               [--profile] [--no-volume] [--compete 0 1] [--json results.json]
 
 What it measures, in one run, printed as markdown tables:
 
@@ -32,6 +32,7 @@ printed with the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,21 @@ def _volume_inputs(folder: Path) -> tuple[list[Path], str]:
     return paths, "phantom 240x240x155 (BraTS data not found)"
 
 
-def volume_benchmark(threads: int | None, slice_batch_sizes: list[int]) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def competing_load(processes: int) -> Iterator[None]:
+    """``processes`` busy-looping Python processes for the duration (a loaded machine, as a user's
+    shared machine or a training job beside the metric), stopped afterwards."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        time.sleep(0.5 if busy else 0.0)  # let them reach the CPU
+        yield
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
+def volume_benchmark(threads: int | None, slice_batch_sizes: list[int], compete: int = 0) -> list[dict[str, Any]]:
     exe = shutil.which("kcross-score")
     base = [exe] if exe else [sys.executable, "-c", "from kcross_metric.cli.score import main; main()"]
     rows = []
@@ -288,7 +303,8 @@ def volume_benchmark(threads: int | None, slice_batch_sizes: list[int]) -> list[
             weights = ["--weights", str(wpath)]
         for sbs in slice_batch_sizes:
             cmd = base + [str(fake), str(real), "--source", str(source), "--json", "--slice-batch-size", str(sbs)]
-            res = _run_measured(cmd + weights, env=_env(threads))
+            with competing_load(compete):
+                res = _run_measured(cmd + weights, env=_env(threads))
             if res["returncode"] != 0:
                 raise RuntimeError(f"kcross-score failed ({res['returncode']}): {res['stderr'][-2000:]}")
             out = json.loads(res["stdout"])
@@ -296,6 +312,8 @@ def volume_benchmark(threads: int | None, slice_batch_sizes: list[int]) -> list[
                 {
                     "input": what,
                     "slice_batch_size": sbs,
+                    "threads": threads,
+                    "competing_processes": compete,
                     "wall_s": res["wall_s"],
                     "cpu_s": res["cpu_s"],
                     "peak_rss_mb": res["peak_rss_mb"],
@@ -370,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-volume", action="store_true", help="skip the full-volume kcross-score run")
     p.add_argument("--volume", action="store_true", help="run the volume benchmark even with --quick")
     p.add_argument("--volume-slice-batch-sizes", type=int, nargs="+", default=[16, 4])
+    p.add_argument("--compete", type=int, nargs="+", default=[0], metavar="N",
+                   help="busy-looping processes running beside the volume run (one run per value; default 0)")
     p.add_argument("--json", type=Path, default=None, help="also write all results as JSON here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-channels-last", action="store_true", help=argparse.SUPPRESS)
@@ -429,13 +449,15 @@ def main(argv: list[str] | None = None) -> int:
         report["profile"] = text
 
     if not args.no_volume and (args.volume or not args.quick):
-        rows = volume_benchmark(args.threads, args.volume_slice_batch_sizes)
+        rows = [r for n in args.compete for r in volume_benchmark(args.threads, args.volume_slice_batch_sizes, n)]
         print("\n## Full volume with kcross-score (240x240x155, end to end)\n")
-        print(f"Input: {rows[0]['input']}; weights: {rows[0]['weights']}\n")
-        print("| --slice-batch-size | wall s | CPU s | peak RSS MB | slices scored |")
-        print("|---:|---:|---:|---:|---:|")
+        threads_text = args.threads if args.threads is not None else "torch's default"
+        print(f"Input: {rows[0]['input']}; weights: {rows[0]['weights']}; threads: {threads_text}\n")
+        print("| competing busy processes | --slice-batch-size | wall s | CPU s | peak RSS MB | slices scored |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['slice_batch_size']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['slices_scored']} |")
+            print(f"| {r['competing_processes']} | {r['slice_batch_size']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
+                  f"| {r['peak_rss_mb']:.0f} | {r['slices_scored']} |")
         report["volume"] = rows
 
     startup = startup_benchmark()
