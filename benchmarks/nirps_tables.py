@@ -12,7 +12,6 @@ script's job is to regenerate that file, so it replaces it). Takes about 1-3 min
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from kcross_metric.evaluation.nirps_tables import (
 )
 from kcross_metric.evaluation.tables import (
     agreement_table,
+    format_number,
     pivot_markdown,
     report_markdown,
     resolve_directions,
@@ -47,10 +47,6 @@ from kcross_metric.evaluation.tables import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _f(x: float, d: int = 4) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.{d}f}"
 
 
 def _cell(key: tuple[str, str, str]) -> str:
@@ -100,21 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     for c in cells:
         res = c.result
         ci = res.ci.get("rank")
-        rank_txt = _f(res.inconsistency["rank"]) + (f" [{_f(ci.low)}, {_f(ci.high)}]" if ci else "")
+        rank_txt = format_number(res.inconsistency["rank"]) + (f" [{format_number(ci.low)}, {format_number(ci.high)}]" if ci else "")
         out.append(
             f"| {MODEL_NAMES[c.model]} | {DATASET_NAMES[c.dataset]} | {c.metric.upper()} | "
-            f"{_f(c.paper)} | {rank_txt} | "
-            f"{_f(res.inconsistency['regression'])} | {_f(res.inconsistency['legacy'])} | "
-            f"{_f(c.legacy_min)}-{_f(c.legacy_max)} | {_f(res.chance)} |"
+            f"{format_number(c.paper)} | {rank_txt} | "
+            f"{format_number(res.inconsistency['regression'])} | {format_number(res.inconsistency['legacy'])} | "
+            f"{format_number(c.legacy_min)}-{format_number(c.legacy_max)} | {format_number(res.chance)} |"
         )
     out.append("")
 
-    not_from_log = [f"{_cell(k)}: paper {_f(PAPER_TABLE_II[k])}, log {_f(PROTOTYPE_RANKING_LOG[k])}"
+    not_from_log = [f"{_cell(k)}: paper {format_number(PAPER_TABLE_II[k])}, log {format_number(PROTOTYPE_RANKING_LOG[k])}"
                     for k in facts.not_from_log]
-    far_cells = [f"{_cell(k)} ({_f(d, 3)})" for k, d in facts.far_from_chance]
+    far_cells = [f"{_cell(k)} ({format_number(d, 3)})" for k, d in facts.far_from_chance]
     not_below = [
         f"{r.metric.upper()} on {MODEL_NAMES[dict(r.group)['model']]} {DATASET_NAMES[dict(r.group)['dataset']]} "
-        f"(SROCC {_f(r.result.srocc, 3)})"
+        f"(SROCC {format_number(r.result.srocc, 3)})"
         for r in facts.not_below_chance
     ]
     widest = facts.widest
@@ -134,16 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
         "* **That is what the prototype's defect produces, and its value depends on the order in which "
         "the slices are listed, not only on the metric.** With the slices in the CSV's order our "
-        f"*legacy* column is within {_f(facts.legacy_max_dev, 3)} of chance in every "
-        f"cell; over four natural listing orders it spans {_f(facts.legacy_low, 3)}-{_f(facts.legacy_high, 3)} (widest: "
+        f"*legacy* column is within {format_number(facts.legacy_max_dev, 3)} of chance in every "
+        f"cell; over four natural listing orders it spans {format_number(facts.legacy_low, 3)}-"
+        f"{format_number(facts.legacy_high, 3)} (widest: "
         f"{_cell(widest.key)}, "
-        f"{_f(widest.legacy_min, 3)}-{_f(widest.legacy_max, 3)}), and the paper's value lies "
+        f"{format_number(widest.legacy_min, 3)}-{format_number(widest.legacy_max, 3)}), and the paper's value lies "
         f"inside that span in {facts.paper_inside_legacy} of 18 cells. The prototype listed the slices in its own "
         "folder-walk order, which is not published, so Table II cannot be reproduced digit for digit - "
         "and a number that moves with the listing order does not measure the metric.",
         f"* **The intended algorithm (rank mode) is clearly better than chance**: "
-        f"{_f(facts.rank_min, 3)} to "
-        f"{_f(facts.rank_max, 3)}, below chance in {len(facts.below_chance)} of "
+        f"{format_number(facts.rank_min, 3)} to "
+        f"{format_number(facts.rank_max, 3)}, below chance in {len(facts.below_chance)} of "
         f"{len(rows)} cells, with the 95% CI entirely below chance in {facts.rank_ci_below}"
         + (f"; the exception is {', '.join(not_below)}, which does not order those slices better than chance"
            if not_below else "")
@@ -151,16 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         f"in {facts.same_best} of 6), so conclusions drawn from Table II about MAE vs PSNR vs SSIM, and about "
         "K-CROSS's margin over them, do not carry over.",
         f"* **Regression mode matches the prototype.** The prototype's logged regression-mode output "
-        f"for UNIT (6 cells, 4 decimals) is reproduced to within {_f(facts.regression_max_dev, 5)} by our "
+        f"for UNIT (6 cells, 4 decimals) is reproduced to within {format_number(facts.regression_max_dev, 5)} by our "
         "*regression* column, which confirms that the published CSV holds the same scores the "
         "prototype evaluated. (The prototype's regression mode does flip MAE; only its rank mode "
         "ignores direction.) Regression mode mixes calibration with ordering - PSNR's min-max scaled "
         "values happen to sit near the rating scale, SSIM's do not - so it is not a ranking measure.",
         "* Table II, like the prototype's log, gives the same MAE value (0.2462) for UNIT on IXI and on "
         "BraTS. The published scores give different values for the two datasets in every mode (rank "
-        f"{_f(unit_ixi['rank'])} vs {_f(unit_brats['rank'])}, regression {_f(unit_ixi['regression'])} vs "
-        f"{_f(unit_brats['regression'])}, file-order legacy {_f(unit_ixi['legacy'])} vs "
-        f"{_f(unit_brats['legacy'])}), so the BraTS cell probably repeats the IXI value.",
+        f"{format_number(unit_ixi['rank'])} vs {format_number(unit_brats['rank'])}, regression {format_number(unit_ixi['regression'])} vs "
+        f"{format_number(unit_brats['regression'])}, file-order legacy {format_number(unit_ixi['legacy'])} vs "
+        f"{format_number(unit_brats['legacy'])}), so the BraTS cell probably repeats the IXI value.",
     ]
 
     prefill_path = shared_path("data", "nirps", "nirps_dataset_human.txt")
@@ -169,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         out += [
             f"* **Anchoring caveat.** The rating tool showed the radiologists a pre-filled score derived "
             f"from the L2 distance between fake and real slice (`nirps_dataset_human.txt`), which they then "
-            f"adjusted. Over all {pre.n_slices} slices the pre-fill has SROCC {_f(pre.srocc_with_ratings, 3)} with the final "
-            f"ratings and SROCC {_f(pre.srocc_with_psnr, 3)} with PSNR; {100 * pre.share_within_005:.0f}% of final ratings lie "
+            f"adjusted. Over all {pre.n_slices} slices the pre-fill has SROCC {format_number(pre.srocc_with_ratings, 3)} with the final "
+            f"ratings and SROCC {format_number(pre.srocc_with_psnr, 3)} with PSNR; {100 * pre.share_within_005:.0f}% of final ratings lie "
             "within 0.05 of it. Pixel-distance metrics (MAE, PSNR) may therefore look better on NIRPS than "
             "an independent reading would make them.",
         ]
@@ -205,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells the pooled SROCC is below the SROCC of every single target, most likely because a metric's scale "
         "differs between modalities. The largest case is "
         f"{pool.worst.metric.upper()} on {MODEL_NAMES[g['model']]} {DATASET_NAMES[g['dataset']]}: pooled "
-        f"{_f(pool.worst.result.srocc, 3)}, per target {', '.join(_f(v, 3) for v in pool.worst_per_target)}.",
+        f"{format_number(pool.worst.result.srocc, 3)}, per target {', '.join(format_number(v, 3) for v in pool.worst_per_target)}.",
         "",
     ]
     text = "\n".join(out).rstrip("\n") + "\n"

@@ -63,7 +63,7 @@ from ..train.ratedsets.ladders import (
 )
 from ..train.ratedsets.twoafc import ALL_LESION_EDITS, CaseSlices, load_case
 from ..train.splits import cases_for_split
-from ..train.stage2 import FeatureBank, ScoreHeads, _training_bank, select_pairs, train_stage2, with_design
+from ..train.stage2 import FeatureBank, ScoreHeads, select_pairs, train_stage2, training_bank, with_design
 from .agreement import bootstrap_ci
 
 __all__ = [
@@ -632,7 +632,7 @@ def lofo_training_bank(config: Stage2Config, nets: KCrossNetworks) -> FeatureBan
     """The training subjects' pairs ``config`` asks for (:func:`lofo_config`: every family and lesion
     edit), encoded by ``nets``: branch vectors ``vc``, ``vt``, ``vs``, ``vm`` (P, ...) of side a, the
     same with ``_b`` of side b, ``a_better`` (P,), ``rules`` (P,) ``<kind>:<family or edit>``."""
-    return _training_bank(config, KCross.from_networks(nets))
+    return training_bank(config, KCross.from_networks(nets))
 
 
 def fit_heads(config: Stage2Config, nets: KCrossNetworks, bank: FeatureBank, drop: str | None = None) -> ScoreHeads:

@@ -36,6 +36,7 @@ __all__ = [
     "two_afc_to_markdown",
     "check_writable",
     "write_atomic",
+    "format_number",
     "report_markdown",
 ]
 
@@ -183,15 +184,16 @@ def agreement_table(
 # formatting
 
 
-def _f(x: float, digits: int = 4) -> str:
+def format_number(x: float, digits: int = 4) -> str:
+    """``x`` with ``digits`` decimals, ``nan`` when not finite (every agreement table's cells)."""
     return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def _ci_text(row: AgreementRow, key: str, value: float) -> str:
     ci = row.result.ci.get(key)
     if ci is None:
-        return _f(value)
-    return f"{_f(value)} [{_f(ci.low)}, {_f(ci.high)}]"
+        return format_number(value)
+    return f"{format_number(value)} [{format_number(ci.low)}, {format_number(ci.high)}]"
 
 
 _CSV_CI_KEYS = ("rank", "srocc", "plcc", "krocc")
@@ -240,9 +242,9 @@ def rows_to_markdown(rows: Sequence[AgreementRow]) -> str:
         incs = []
         for m in modes:
             v = res.inconsistency.get(m, math.nan)
-            incs.append(_ci_text(r, "rank", v) if m == "rank" else _f(v))
+            incs.append(_ci_text(r, "rank", v) if m == "rank" else format_number(v))
         plcc_txt = _ci_text(r, "plcc", res.plcc) + ("" if res.plcc_method == "logistic" else " (raw)")
-        cells = [r.group_label, r.metric, str(res.n), *incs, _f(res.chance),
+        cells = [r.group_label, r.metric, str(res.n), *incs, format_number(res.chance),
                  _ci_text(r, "srocc", res.srocc), plcc_txt, _ci_text(r, "krocc", res.krocc)]
         lines.append("| " + " | ".join(cells) + " |")
     if has_ci:
@@ -296,13 +298,13 @@ def pivot_markdown(
     for m in metrics:
         cells = [m]
         for g in groups:
-            txt = _f(cell.get((m, g), math.nan), digits)
+            txt = format_number(cell.get((m, g), math.nan), digits)
             if reference is not None and (m, g) in reference:
-                txt += f" / {_f(reference[(m, g)], digits)}"
+                txt += f" / {format_number(reference[(m, g)], digits)}"
             cells.append(txt)
         lines.append("| " + " | ".join(cells) + " |")
     if chance_row and value in INCONSISTENCY_MODES:
-        lines.append("| " + " | ".join(["*chance*", *(_f(chance[g], digits) for g in groups)]) + " |")
+        lines.append("| " + " | ".join(["*chance*", *(format_number(chance[g], digits) for g in groups)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -330,7 +332,8 @@ def two_afc_to_csv(rows: Sequence[TwoAFCRow]) -> str:
 def two_afc_to_markdown(rows: Sequence[TwoAFCRow], *, level: float = 0.95) -> str:
     lines = ["| rule | metric | pairs | 2AFC accuracy |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.rule} | {r.metric} | {r.n_pairs} | {_f(r.accuracy)} [{_f(r.ci_low)}, {_f(r.ci_high)}] |")
+        ci = f"[{format_number(r.ci_low)}, {format_number(r.ci_high)}]"
+        lines.append(f"| {r.rule} | {r.metric} | {r.n_pairs} | {format_number(r.accuracy)} {ci} |")
     lines.append("")
     lines.append(
         f"Brackets: {100 * level:g}% percentile bootstrap CI over pairs. "

@@ -30,7 +30,10 @@ from .config import Stage2Config, config_dict
 from .losses import inconsistency_loss, ranking_loss
 from .runner import RunDir, run_epochs, seed_everything
 
-__all__ = ["ScoreHeads", "FeatureBank", "balanced_weights", "features_of", "pair_bank", "rated_bank", "train_stage2", "twoafc_accuracy"]
+__all__ = [
+    "ScoreHeads", "FeatureBank", "balanced_weights", "features_of", "pair_bank", "rated_bank", "train_stage2",
+    "training_bank", "twoafc_accuracy",
+]
 
 
 class ScoreHeads(nn.Module):
@@ -216,7 +219,7 @@ def with_design(networks: KCrossNetworks, design: str) -> KCrossNetworks:
     return out.eval()
 
 
-def _training_bank(config: Stage2Config, kcross: KCross) -> FeatureBank:
+def training_bank(config: Stage2Config, kcross: KCross) -> FeatureBank:
     """The pair sets ``config`` asks for, from the training cases present on this machine."""
     from .data import available_cases
     from .ratedsets.ladders import HELD_OUT_FAMILIES, HELD_OUT_LESION_EDITS, LADDERS, build_ladders, build_lesion_rules
@@ -293,7 +296,7 @@ def train_stage2(
         raise ConfigError(f"add_pairs_csv must be a list of pairs.csv paths, got {config.add_pairs_csv!r}")
     run_config = config_dict(config)
     if train_bank is None:
-        train_bank = _training_bank(config, kcross)
+        train_bank = training_bank(config, kcross)
         run_config["train_cases"] = list(train_bank.pop("train_cases", []))
     if "vc" not in train_bank and "rated_vc" not in train_bank:
         raise ConfigError("stage 2 needs a 2AFC pair set or a rated set")

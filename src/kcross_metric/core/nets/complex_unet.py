@@ -10,6 +10,8 @@ so no tanh bounds it (a tanh on raw k-space cannot reach the DC term; see METHOD
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -79,7 +81,8 @@ class ComplexUNet(nn.Module):
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         z = feats[-1]
         for block, skip in zip(self.decoder, reversed(feats[:-1])):
-            z = block.get_submodule("fuse")(torch.cat([block.get_submodule("up")(z), skip], dim=1))
+            parts = cast(nn.ModuleDict, block)
+            z = parts["fuse"](torch.cat([parts["up"](z), skip], dim=1))
         return self.head(z)
 
     def forward(self, kspace: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
