@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("kcross", "lpips_alex", "lpips_vgg", "dists", "ssim", "ms_ssim")
 REFERENCE = "lpips_vgg"
 SIZE = 256
-VOLUME_CASE = ("data", "brats", "BraTS-GLI-00000-000")
+# a validation subject (never trained on): speed figures are measured on what the weights did not see
+VOLUME_CASE = ("data", "brats", "BraTS-GLI-00001-000")
 
 
 # ---------------------------------------------------------------------------------- helpers
