@@ -17,7 +17,7 @@ What it measures, in one run, printed as markdown tables:
    the speed, is the same;
 2. a full 240x240x155 BraTS volume scored end to end by ``kcross-score`` (NIfTI reading,
    normalisation, scoring; a subprocess: wall time and peak RSS). The real T2 of
-   BraTS-GLI-00000-000 from ../shared/data is the reference, its T1 the source, and the "fake" is the
+   BraTS-GLI-00001-000 (a validation subject) from ../shared/data is the reference, its T1 the source, and the "fake" is the
    T2 blurred by a Gaussian of sigma 1 voxel, written to a temporary folder. Without the shared data
    a 240x240x155 phantom volume stands in (said so in the output);
 3. start-up: ``python -c "import kcross_metric"`` and ``kcross-score --help`` (best of 3 wall times,
