@@ -18,7 +18,9 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_OK",
     "add_imagenet_option",
+    "add_threads_option",
     "apply_imagenet_option",
+    "apply_threads_option",
     "atomic_write_text",
     "check_output_path",
     "check_report_path",
@@ -28,6 +30,40 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_threads_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--threads", default="auto", metavar="N|auto",
+        help="torch intra-op threads on the CPU (default auto: $OMP_NUM_THREADS if set, else the cores "
+             "other work leaves free now, measured in a quarter of a second; see docs/benchmarks.md)")
+
+
+def apply_threads_option(value: str, device: Any) -> int:
+    """Set torch's intra-op threads from ``--threads`` (for CPU work); returns the number in use.
+
+    ``auto`` keeps an explicit ``OMP_NUM_THREADS`` (torch already follows it) and otherwise takes
+    :func:`kcross_metric._util.threads.recommended_threads`: on a machine where another job holds a
+    core, two threads are 2x slower than one (docs/benchmarks.md, "Threads").
+    """
+    import torch
+
+    from ..errors import ConfigError
+
+    text = str(value).strip().lower()
+    if text != "auto":
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"--threads must be a whole number >= 1 or 'auto', got {value!r}")
+        torch.set_num_threads(n)
+    elif getattr(device, "type", str(device)) == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+        from .._util.threads import recommended_threads
+
+        torch.set_num_threads(recommended_threads())
+    return torch.get_num_threads()
 
 
 def check_report_path(report: Path, overwrite: bool, *, folder_mode: bool = False) -> Path:

@@ -21,7 +21,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from ._common import add_imagenet_option
+from ._common import add_imagenet_option, add_threads_option
 
 __all__ = ["build_parser", "main"]
 
@@ -132,6 +132,7 @@ def _images(p: argparse.ArgumentParser) -> None:
                         "never inferred")
     g.add_argument("--clip", action="store_true", help="clip intensities to the data range first")
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_threads_option(g)
     g.add_argument("--weights", metavar="PATH", default=None,
                    help="K-CROSS weights (.safetensors) for metric 'kcross' (default: the bundled weights)")
     add_imagenet_option(g)
@@ -259,11 +260,12 @@ def _check_registered(metrics: Sequence[str]) -> None:
 
 def _metric_kwargs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     """Extra ``create_metric`` arguments: ``--weights`` goes to K-CROSS and nothing else
-    (``--imagenet-dir`` is applied here too, before any metric is built)."""
+    (``--imagenet-dir`` and ``--threads`` are applied here too, before any metric is built)."""
     from ..errors import ConfigError
-    from ._common import apply_imagenet_option
+    from ._common import apply_imagenet_option, apply_threads_option
 
     apply_imagenet_option(args.imagenet_dir)
+    apply_threads_option(args.threads, args.device)
     if args.weights is None:
         return {}
     if "kcross" not in [m.lower() for m in args.metrics]:

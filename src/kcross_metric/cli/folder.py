@@ -441,7 +441,8 @@ def run_folder(args: Any) -> int:
     pairs = pair_files(args.fake, args.real, args.source_dir, args.mask_dir)
     names = parse_metrics(args.metrics)
 
-    metric = KCross(args.weights, slice_batch_size=args.slice_batch_size).to(args.device)
+    # pairs have their own references: no reference cache (its memory would buy nothing)
+    metric = KCross(args.weights, slice_batch_size=args.slice_batch_size, reference_cache_mb=0).to(args.device)
     sha = str(metric.weights_info.get("weights_sha256") or "")
     baselines = BaselineSet(names, args.device, args.slice_batch_size)
     main_csv = ResumableCsv(args.out, csv_columns(names), overwrite=args.overwrite, describe=_metrics_of_header)

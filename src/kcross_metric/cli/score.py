@@ -27,7 +27,9 @@ from typing import Any
 from ._common import (
     EXIT_OK,
     add_imagenet_option,
+    add_threads_option,
     apply_imagenet_option,
+    apply_threads_option,
     atomic_write_text,
     check_output_path,
     check_report_path,
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: bundled weights)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--slice-batch-size", type=int, default=4, help="slices scored at once (memory bound)")
+    add_threads_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--slices", action="store_true", help="include per-slice scores in the output")
     p.add_argument(
@@ -235,6 +238,7 @@ def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .._util.checks import check_device
 
     args.device = check_device(args.device)  # a one-line error, not a torch traceback
+    args.threads_used = apply_threads_option(args.threads, args.device)
     if folder:
         from .folder import run_folder
 
@@ -255,13 +259,15 @@ def _body(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..core.metric import KCross
 
     inputs = _load_inputs(args)
-    metric = KCross(args.weights, slice_batch_size=args.slice_batch_size).to(args.device)
+    # each reference is scored once here: no reference cache (its memory would buy nothing)
+    metric = KCross(args.weights, slice_batch_size=args.slice_batch_size, reference_cache_mb=0).to(args.device)
     baselines = _baselines(args)
     scored = (inputs["fake"], inputs["real"], inputs.get("source"), inputs.get("mask"))
     with torch.no_grad():
         result = metric.explain(*scored) if args.report is not None else metric.score(*scored)
     res = _result_dict(result, slices=args.slices)
     res["fake"], res["real"] = str(args.fake), str(args.real)
+    res["threads"] = args.threads_used
     used = result.slice_used[0] if result.slice_used is not None else None
     bvals = baselines(inputs["fake"], inputs["real"], used) if baselines is not None else None
     values = bvals.volume if bvals is not None else {}

@@ -11,10 +11,12 @@ score network sees both amplitude and phase disagreement (paper Sec. III-C1).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .kspace import radial_band_index
 from .nets.autoencoders import StructureAutoencoder, TumorAutoencoder
 from .nets.complex_unet import ComplexUNet
@@ -24,12 +26,14 @@ __all__ = [
     "FEATURE_BRANCHES",
     "LESION_AREA_FLOOR",
     "N_KSPACE_BANDS",
+    "StructureReference",
     "complex_branch_features",
     "complex_relative_rms",
     "kspace_band_features",
     "lesion_change_features",
     "relative_rms",
     "structure_branch_features",
+    "structure_reference",
     "tumor_branch_features",
 ]
 
@@ -100,43 +104,86 @@ def kspace_band_features(kf: torch.Tensor, kr: torch.Tensor, n_bands: int = N_KS
     return _complex_difference(err, energy, torch.complex(prod.real @ onehot, prod.imag @ onehot))
 
 
-def complex_branch_features(unet: ComplexUNet, kf: torch.Tensor, kr: torch.Tensor) -> torch.Tensor:
-    """512-long complex vector: 16 k-space bands + per-channel differences of every encoder level."""
-    feats_f, feats_r = unet.encode(kf), unet.encode(kr)
+def complex_branch_features(
+    unet: ComplexUNet, kf: torch.Tensor, kr: torch.Tensor, feats_r: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """512-long complex vector: 16 k-space bands + per-channel differences of every encoder level.
+
+    ``feats_r``: ``unet.encode(kr)`` if already computed (the reference side, reused across calls).
+    """
+    feats_f = unet.encode(kf)
+    feats_r = unet.encode(kr) if feats_r is None else feats_r
     parts = [kspace_band_features(kf, kr)]
     parts += [complex_relative_rms(a, b) for a, b in zip(feats_f, feats_r)]
     return torch.cat(parts, dim=1)
 
 
 def tumor_branch_features(
-    tumor: TumorAutoencoder, fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor
+    tumor: TumorAutoencoder,
+    fake: torch.Tensor,
+    real: torch.Tensor | None,
+    mask: torch.Tensor,
+    feats_r: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """256-long vector of lesion-region differences; rows with an empty mask are zero."""
-    feats_f, feats_r = tumor.encode(fake, mask), tumor.encode(real, mask)
+    """256-long vector of lesion-region differences; rows with an empty mask are zero.
+
+    ``feats_r``: ``tumor.encode(real, mask)`` if already computed (then ``real`` may be None).
+    """
+    feats_f = tumor.encode(fake, mask)
+    if feats_r is None:
+        if real is None:
+            raise ConfigError("tumor_branch_features needs real or feats_r")
+        feats_r = tumor.encode(real, mask)
     vec = torch.cat([relative_rms(a, b, mask) for a, b in zip(feats_f, feats_r)], dim=1)
     present = (mask.flatten(1).amax(dim=1) > 0).to(vec.dtype)
     return vec * present[:, None]
 
 
+@dataclass
+class StructureReference:
+    """The reference side of the structure branch: encoder features of the real image and of the
+    source, and their distance ``d(real, source)`` (computed once, reused for every fake)."""
+
+    feats_real: list[torch.Tensor]
+    feats_source: list[torch.Tensor] | None
+    real_to_source: torch.Tensor | None
+
+
+def structure_reference(
+    structure: StructureAutoencoder, real: torch.Tensor, source: torch.Tensor | None
+) -> StructureReference:
+    feats_r = structure.encode(real)
+    if source is None:
+        return StructureReference(feats_r, None, None)
+    feats_s = structure.encode(source)
+    d_rs = torch.cat([relative_rms(b, s) for b, s in zip(feats_r, feats_s)], dim=1)
+    return StructureReference(feats_r, feats_s, d_rs)
+
+
 def structure_branch_features(
     structure: StructureAutoencoder,
     fake: torch.Tensor,
-    real: torch.Tensor,
+    real: torch.Tensor | None,
     source: torch.Tensor | None,
+    reference: StructureReference | None = None,
 ) -> torch.Tensor:
     """256-long vector: differences fake-vs-real, then the excess distance to the source anatomy.
 
     The second half is ``relu(d(fake, source) - d(real, source))``: how much farther the fake is from
     the source's anatomy than the real target is. Without a source it is zero (fake vs real only).
+    ``reference``: :func:`structure_reference` of ``real`` and ``source`` if already computed (then
+    ``real`` and ``source`` are not read).
     """
-    feats_f, feats_r = structure.encode(fake), structure.encode(real)
-    vs_real = torch.cat([relative_rms(a, b) for a, b in zip(feats_f, feats_r)], dim=1)
-    if source is None:
+    if reference is None:
+        if real is None:
+            raise ConfigError("structure_branch_features needs real or reference")
+        reference = structure_reference(structure, real, source)
+    feats_f = structure.encode(fake)
+    vs_real = torch.cat([relative_rms(a, b) for a, b in zip(feats_f, reference.feats_real)], dim=1)
+    if reference.feats_source is None or reference.real_to_source is None:
         return torch.cat([vs_real, torch.zeros_like(vs_real)], dim=1)
-    feats_s = structure.encode(source)
-    d_fs = torch.cat([relative_rms(a, s) for a, s in zip(feats_f, feats_s)], dim=1)
-    d_rs = torch.cat([relative_rms(b, s) for b, s in zip(feats_r, feats_s)], dim=1)
-    return torch.cat([vs_real, F.relu(d_fs - d_rs)], dim=1)
+    d_fs = torch.cat([relative_rms(a, s) for a, s in zip(feats_f, reference.feats_source)], dim=1)
+    return torch.cat([vs_real, F.relu(d_fs - reference.real_to_source)], dim=1)
 
 
 #: Lesion areas are measured against the real lesion's area plus this fraction of the slice

@@ -45,15 +45,19 @@ from ..errors import ConfigError, DeviceMismatchError, EmptyReferenceError, NonF
 from .branches import (
     BRANCHES,
     FEATURE_BRANCHES,
+    StructureReference,
     complex_branch_features,
     lesion_change_features,
     structure_branch_features,
+    structure_reference,
     tumor_branch_features,
 )
 from .kspace import fft2c, image_to_kspace
 from .nets.kcross_nets import PAD_MULTIPLE, KCrossNetworks, head_energies, natural_energy
+from .reference_cache import ReferenceCache, ReferenceCacheInfo, content_key
 
 __all__ = [
+    "DEFAULT_REFERENCE_CACHE_MB",
     "KSPACE_ERROR_EPS",
     "MIN_SHARE_TOTAL",
     "WEIGHTS_FILENAME",
@@ -67,6 +71,8 @@ Segmenter = Callable[[torch.Tensor], torch.Tensor]
 Combine = Literal["product", "mean", "complex", "natural"]
 _COMBINES = ("product", "mean", "complex", "natural")
 WEIGHTS_FILENAME = "kcross.safetensors"
+#: Default bound of :class:`KCross`'s reference cache, MiB (about 48 slices of 256x256)
+DEFAULT_REFERENCE_CACHE_MB = 512
 
 #: Contributions ``-log q`` summed over the feature branches below which :meth:`KCrossResult.shares`
 #: gives no shares: the scores display as 1.0000 and every branch at 0.0000
@@ -203,6 +209,20 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tupl
     return (F.pad(x, pad) if any(pad) else x), pad
 
 
+def _put_levels(ref: dict[str, torch.Tensor], name: str, levels: list[torch.Tensor]) -> None:
+    """Encoder levels into the flat reference dict, as ``name.0``, ``name.1``, ..."""
+    for i, t in enumerate(levels):
+        ref[f"{name}.{i}"] = t
+
+
+def _get_levels(ref: dict[str, torch.Tensor], name: str) -> list[torch.Tensor]:
+    """The encoder levels :func:`_put_levels` stored (an empty list if none)."""
+    out: list[torch.Tensor] = []
+    while f"{name}.{len(out)}" in ref:
+        out.append(ref[f"{name}.{len(out)}"])
+    return out
+
+
 def _unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
     left, right, top, bottom = pad
     h, w = x.shape[-2:]
@@ -228,6 +248,13 @@ class KCross(nn.Module):
         brain_threshold, min_brain_fraction: a volume slice is scored when at least
             ``min_brain_fraction`` of the real slice's pixels exceed ``brain_threshold`` of the
             range above its lower bound (``brain_threshold * data_range`` for ``[0, data_range]``).
+        reference_cache_mb: memory (MiB) for the reference cache: what K-CROSS computes from the real
+            image and the source alone (lesion masks, k-space, encoder features; about 10.5 MB per
+            256x256 slice) is kept per slice, keyed by content, and reused when the same reference
+            comes again (a validation set scored every epoch), so that only the fake side is
+            computed. Scores are unchanged (bitwise). ``0`` turns it off. Slices beyond the bound are
+            computed each time and not stored (:mod:`kcross_metric.core.reference_cache`);
+            :meth:`clear_reference_cache` empties it, :meth:`reference_cache_info` counts hits.
 
     Example:
         >>> import torch
@@ -254,6 +281,7 @@ class KCross(nn.Module):
         min_lesion_pixels: int = 16,
         brain_threshold: float = 0.02,
         min_brain_fraction: float = 0.01,
+        reference_cache_mb: float = DEFAULT_REFERENCE_CACHE_MB,
         _networks: KCrossNetworks | None = None,
     ) -> None:
         super().__init__()
@@ -265,6 +293,10 @@ class KCross(nn.Module):
             raise ConfigError(f"segmenter must be callable, got {type(segmenter).__name__}")
         if int(slice_batch_size) < 1:
             raise ConfigError(f"slice_batch_size must be >= 1, got {slice_batch_size}")
+        if (isinstance(reference_cache_mb, bool) or not isinstance(reference_cache_mb, (int, float))
+                or not math.isfinite(reference_cache_mb) or reference_cache_mb < 0):
+            raise ConfigError(f"reference_cache_mb must be a number >= 0 (0 turns the cache off), got {reference_cache_mb!r}")
+        self._reference_cache = ReferenceCache(int(reference_cache_mb * 2**20))
         self.combine = combine
         self.custom_segmenter = segmenter
         self.slice_batch_size = int(slice_batch_size)
@@ -412,61 +444,108 @@ class KCross(nn.Module):
             padded, pad = _pad_to_multiple(image, PAD_MULTIPLE)
             return _unpad(self._segment(padded), pad)
 
-    def _lesion_masks(
-        self, fake: torch.Tensor, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The lesion region (bool) and, for the v2 design, the (N,2) lesion-change features."""
-        v2 = self.nets.design == "v2"
-        change = None
-        with torch.no_grad():
-            prob_real = prob_fake = None
-            if v2:  # the fake's lesions are compared with the real's by the lesion-change features
-                prob_real, prob_fake = self._lesion_probability(real.detach()), self._lesion_probability(fake.detach())
-                change = lesion_change_features(prob_fake, prob_real)
-            if mask is not None:
-                lesion = mask.float() > 0.5
-            elif v2:
-                # v2: real and source only, so the region does not move between two fakes of the same
-                # real image (a lesion added or moved in the fake is seen by the lesion-change features)
-                assert prob_real is not None  # set above for v2
-                lesion = prob_real > 0.5
-                if source is not None:
-                    lesion = lesion | self._segment(source.detach())
-            else:
-                # v1: union over real, fake (a hallucinated lesion) and source: a lesion missing,
-                # changed or added in the fake must be inside the region the tumor branch compares.
-                lesion = self._segment(real.detach()) | self._segment(fake.detach())
-                if source is not None:
-                    lesion = lesion | self._segment(source.detach())
-            counts = lesion.flatten(1).sum(dim=1)
-            lesion = lesion & (counts >= self.min_lesion_pixels)[:, None, None, None]
-        return lesion, change
+    def _keep_large_lesions(self, lesion: torch.Tensor) -> torch.Tensor:
+        """``lesion`` (N,1,H,W) bool with slices of fewer than ``min_lesion_pixels`` pixels cleared."""
+        counts = lesion.flatten(1).sum(dim=1)
+        return lesion & (counts >= self.min_lesion_pixels)[:, None, None, None]
 
     # ------------------------------------------------------------------ scoring of slices
-    def slice_features(
-        self,
-        fake: torch.Tensor,
-        real: torch.Tensor,
-        source: torch.Tensor | None,
-        mask: torch.Tensor | None,
+    def reference_features(
+        self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """Branch difference vectors of (N,1,H,W) slices in [0,1] (no validation, no scaling).
+        """Everything K-CROSS computes from the reference alone, for (N,1,H,W) slices in [0,1].
 
-        Returns ``complex`` (N,512) complex, ``tumor`` (N,256), ``structure`` (N,256), ``has_lesion``
-        (N,) and ``lesion_mask`` (N,1,H,W) bool. Used by scoring and by stage-2 training.
+        The real image's k-space and encoder features (complex U-Net, structure, and for design v2 the
+        tumor encoder on the lesion region), the source's structure features and its distance to the
+        real image, and (v2) the real image's lesion probabilities, lesion mask and region. Flat
+        name -> (N, ...) tensors (encoder levels as ``name.0``, ``name.1``, ...), the form
+        :meth:`slice_features` takes as ``reference=`` and the reference cache stores per slice.
         """
-        fake_p, pad = _pad_to_multiple(fake, PAD_MULTIPLE)
         real_p, _ = _pad_to_multiple(real, PAD_MULTIPLE)
         source_p = _pad_to_multiple(source, PAD_MULTIPLE)[0] if source is not None else None
         mask_p = _pad_to_multiple(mask.float(), PAD_MULTIPLE)[0] if mask is not None else None
-
-        lesion, change = self._lesion_masks(fake_p, real_p, source_p, mask_p)
-        region = F.max_pool2d(lesion.float(), 5, stride=1, padding=2)  # include the lesion border
         nets = self.nets
+        kspace_real = image_to_kspace(real_p)
+        ref: dict[str, torch.Tensor] = {"kspace_real": kspace_real}
+        _put_levels(ref, "complex_real", nets.complex_unet.encode(kspace_real))
+        structure = structure_reference(nets.structure, real_p, source_p)
+        _put_levels(ref, "structure_real", structure.feats_real)
+        if structure.feats_source is not None and structure.real_to_source is not None:
+            _put_levels(ref, "structure_source", structure.feats_source)
+            ref["real_to_source"] = structure.real_to_source
+        with torch.no_grad():
+            if nets.design == "v2":
+                # the region comes from the real image and the source only, so it does not move between
+                # two fakes of one real image (a lesion added or moved in the fake is seen by the
+                # lesion-change features)
+                prob_real = self._lesion_probability(real_p.detach())
+                if mask_p is not None:
+                    lesion = mask_p > 0.5
+                else:
+                    lesion = prob_real > 0.5
+                    if source_p is not None:
+                        lesion = lesion | self._segment(source_p.detach())
+                ref["prob_real"], ref["lesion"] = prob_real, self._keep_large_lesions(lesion)
+            elif mask_p is not None:
+                ref["lesion"] = self._keep_large_lesions(mask_p > 0.5)
+            else:
+                # v1: union over real, fake (a hallucinated lesion) and source, completed with the
+                # fake's mask by slice_features
+                lesion = self._segment(real_p.detach())
+                ref["lesion_reference"] = lesion | self._segment(source_p.detach()) if source_p is not None else lesion
+        if nets.design == "v2":
+            ref["region"] = F.max_pool2d(ref["lesion"].float(), 5, stride=1, padding=2)  # the lesion border too
+            _put_levels(ref, "tumor_real", nets.tumor.encode(real_p, ref["region"]))
+        else:
+            ref["real"] = real_p  # v1: the tumor region, hence the real side of the tumor encoder, needs the fake
+        return ref
+
+    def slice_features(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor | None,
+        source: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        *,
+        reference: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Branch difference vectors of (N,1,H,W) slices in [0,1] (no validation, no scaling).
+
+        ``reference``: :meth:`reference_features` of ``real``, ``source`` and ``mask`` if already
+        computed (then those three are not read). Returns ``complex`` (N,512) complex, ``tumor``
+        (N,256), ``structure`` (N,256), ``has_lesion`` (N,), ``lesion_mask`` (N,1,H,W) bool and, for
+        design v2, ``lesion_change`` (N,2). Used by scoring and by stage-2 training.
+        """
+        if reference is None:
+            if real is None:
+                raise ConfigError("slice_features needs real (or reference=)")
+            reference = self.reference_features(real, source, mask)
+        ref = reference
+        fake_p, pad = _pad_to_multiple(fake, PAD_MULTIPLE)
+        nets = self.nets
+        change = None
+        if nets.design == "v2":
+            with torch.no_grad():
+                change = lesion_change_features(self._lesion_probability(fake_p.detach()), ref["prob_real"])
+            lesion, region = ref["lesion"], ref["region"]
+            tumor = tumor_branch_features(nets.tumor, fake_p, None, region, _get_levels(ref, "tumor_real"))
+        else:
+            if "lesion" in ref:
+                lesion = ref["lesion"]
+            else:
+                with torch.no_grad():
+                    lesion = self._keep_large_lesions(ref["lesion_reference"] | self._segment(fake_p.detach()))
+            region = F.max_pool2d(lesion.float(), 5, stride=1, padding=2)
+            tumor = tumor_branch_features(nets.tumor, fake_p, ref["real"], region)
+        structure = StructureReference(
+            _get_levels(ref, "structure_real"), _get_levels(ref, "structure_source") or None, ref.get("real_to_source")
+        )
         out = {
-            "complex": complex_branch_features(nets.complex_unet, image_to_kspace(fake_p), image_to_kspace(real_p)),
-            "tumor": tumor_branch_features(nets.tumor, fake_p, real_p, region),
-            "structure": structure_branch_features(nets.structure, fake_p, real_p, source_p),
+            "complex": complex_branch_features(
+                nets.complex_unet, image_to_kspace(fake_p), ref["kspace_real"], _get_levels(ref, "complex_real")
+            ),
+            "tumor": tumor,
+            "structure": structure_branch_features(nets.structure, fake_p, None, None, structure),
             "has_lesion": lesion.flatten(1).any(dim=1),
             "lesion_mask": _unpad(lesion, pad),
         }
@@ -509,12 +588,57 @@ class KCross(nn.Module):
         real: torch.Tensor,
         source: torch.Tensor | None,
         mask: torch.Tensor | None,
+        use_cache: bool = False,
     ) -> dict[str, torch.Tensor]:
         """(N,1,H,W) in [0,1] float32 -> dict of (N,) qualities and the (N,1,H,W) lesion mask."""
-        feats = self.slice_features(fake, real, source, mask)
+        reference = self._cached_reference(real, source, mask) if use_cache else None
+        feats = self.slice_features(fake, real, source, mask, reference=reference)
         out = self.qualities(feats)
         out["has_lesion"], out["lesion_mask"] = feats["has_lesion"], feats["lesion_mask"]
         return out
+
+    # ------------------------------------------------------------------ reference cache
+    def _cache_usable(self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None) -> bool:
+        """The cache serves design v2 (whose reference side does not depend on the fake) and
+        references that take no gradient (a cached tensor carries no graph)."""
+        if not self._reference_cache.enabled or self.nets.design != "v2":
+            return False
+        return not any(t is not None and t.requires_grad for t in (real, source, mask))
+
+    def _network_fingerprint(self) -> tuple[object, ...]:
+        tensors = [*self.nets.parameters(), *self.nets.buffers()]
+        return (id(self.custom_segmenter), *((t.data_ptr(), t._version, t.device.type) for t in tensors))
+
+    def _cached_reference(
+        self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`reference_features` of the chunk, from the cache if this chunk was seen before.
+
+        Chunks, not single slices, are the unit: the stored tensors were computed on exactly the
+        batch a recomputation would use, so a hit is bit for bit what the uncached metric computes
+        (a convolution's rounding can depend on the batch it runs in).
+        """
+        cache = self._reference_cache
+        cache.check_fingerprint(self._network_fingerprint())
+        on_cpu = tuple(t.detach().cpu() if t is not None else None for t in (real, source, mask))
+        key = content_key(on_cpu, (str(real.device), self.min_lesion_pixels))
+        entry = cache.get(key)
+        if entry is not None:
+            return entry
+        # normal tensors even inside the caller's inference_mode: a cached tensor may later be saved for
+        # the backward pass of a loss (inference tensors cannot be)
+        with torch.inference_mode(False), torch.no_grad():
+            computed = self.reference_features(real, source, mask)
+        cache.put(key, computed)
+        return computed
+
+    def clear_reference_cache(self) -> None:
+        """Forget every cached reference slice (see ``reference_cache_mb``)."""
+        self._reference_cache.clear()
+
+    def reference_cache_info(self) -> ReferenceCacheInfo:
+        """Hits, misses, entries and bytes of the reference cache (chunks of slices, since construction)."""
+        return self._reference_cache.info()
 
     def _score_in_chunks(
         self,
@@ -525,11 +649,13 @@ class KCross(nn.Module):
     ) -> dict[str, torch.Tensor]:
         parts: list[dict[str, torch.Tensor]] = []
         step = self.slice_batch_size
+        use_cache = self._cache_usable(real, source, mask)
         for i in range(0, fake.shape[0], step):
             sl = slice(i, i + step)
             parts.append(
                 self._score_slices(
-                    fake[sl], real[sl], source[sl] if source is not None else None, mask[sl] if mask is not None else None
+                    fake[sl], real[sl], source[sl] if source is not None else None, mask[sl] if mask is not None else None,
+                    use_cache,
                 )
             )
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,91 @@
+"""How many intra-op threads to give torch on this machine, now.
+
+Measured on a 2-core machine (docs/benchmarks.md, issue 19): a full volume takes 7.2 s with two
+threads and 11.4 s with one when the machine is idle, but 23.0 s with two and 11.4 s with one while
+one other process keeps a core busy: torch's intra-op threads wait for each other at every operator
+once one of them shares its core. So the right number is the number of cores that are free, not the
+number that exist. :func:`recommended_threads` samples the machine's CPU use for a fraction of a
+second and answers that. Library code never calls ``torch.set_num_threads`` itself (a process-wide
+setting that belongs to the caller's training loop); the command-line tools do, by default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+__all__ = ["available_cores", "busy_cores", "recommended_threads"]
+
+#: How long :func:`busy_cores` watches the machine, seconds.
+SAMPLE_SECONDS = 0.25
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times(stat_file: str) -> tuple[float, float, int] | None:
+    """(busy, total) jiffies of the machine and its number of CPUs, from /proc/stat."""
+    try:
+        with open(stat_file, encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    if not lines or not lines[0].startswith("cpu "):
+        return None
+    values = [float(v) for v in lines[0].split()[1:]]
+    if len(values) < 4:
+        return None
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user
+    total = sum(values[:8])
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
+    return total - idle, total, max(1, cpus)
+
+
+def busy_cores(sample_seconds: float = SAMPLE_SECONDS, stat_file: str = "/proc/stat") -> float | None:
+    """Cores' worth of CPU time the machine spent busy over ``sample_seconds`` (this process sleeps
+    meanwhile, so it is other work), or ``None`` where ``/proc/stat`` cannot be read; on such systems
+    the 1-minute load average is used."""
+    first = _cpu_times(stat_file)
+    if first is None:
+        if hasattr(os, "getloadavg"):
+            try:
+                return float(os.getloadavg()[0])
+            except OSError:
+                return None
+        return None
+    time.sleep(sample_seconds)
+    second = _cpu_times(stat_file)
+    if second is None or second[1] <= first[1]:
+        return None
+    busy_fraction = (second[0] - first[0]) / (second[1] - first[1])
+    return max(0.0, busy_fraction) * second[2]
+
+
+def recommended_threads(busy: float | None = None, cores: int | None = None) -> int:
+    """Intra-op threads for a CPU job started now: the cores left free by other work, at least 1.
+
+    ``busy`` (cores' worth of other work) and ``cores`` (available to this process) are measured
+    when not given. A half-busy core counts as free (``round``): one more thread costs little where
+    the other job leaves it room, and a single thread is the answer only when a core is taken.
+
+    Example:
+        >>> recommended_threads(busy=0.05, cores=2)
+        2
+        >>> recommended_threads(busy=1.0, cores=2)
+        1
+        >>> recommended_threads(busy=7.5, cores=4)
+        1
+    """
+    cores = available_cores() if cores is None else int(cores)
+    if busy is None:
+        busy = busy_cores()
+    if busy is None or not math.isfinite(busy):
+        return cores
+    free = cores - busy
+    return int(min(cores, max(1, math.floor(free + 0.5))))
