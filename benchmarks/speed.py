@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     python benchmarks/speed.py [--quick] [--threads N] [--batch-sizes 1 4 16] [--channels-last]
-                               [--profile] [--no-volume] [--compete 0 1] [--json results.json]
+                               [--profile] [--flops] [--epoch [--epochs 3] [--epoch-cache-mb 0 512 2048]]
+                               [--no-volume] [--compete 0 1] [--json results.json]
 
 What it measures, in one run, printed as markdown tables:
 
@@ -22,7 +23,18 @@ What it measures, in one run, printed as markdown tables:
    a 240x240x155 phantom volume stands in (said so in the output);
 3. start-up: ``python -c "import kcross_metric"`` and ``kcross-score --help`` (best of 3 wall times,
    next to a bare ``python -c pass``);
-4. ``--profile``: where K-CROSS spends its time (CPU time per network, and the top torch operators).
+4. ``--profile``: where K-CROSS spends its time (CPU time per network, and the top torch operators);
+5. ``--flops``: floating-point operations per 256x256 slice of every K-CROSS network and of the whole
+   call (``torch.utils.flop_counter``; convolutions and matrix products, 2 per multiply-add), this
+   machine's float32 matrix-multiply rate at the same thread count, and the fraction of it K-CROSS
+   reaches (FLOPs per slice x slices/s / matmul FLOP/s);
+6. ``--epoch``: a validation epoch as a training loop runs it: the same real (T2) and source (T1)
+   slices of every validation subject each epoch, a new fake (the real blurred and noised, stronger
+   each epoch), scored in batches of one subject's slices, with the reference cache off, at its
+   default bound and large enough for the whole set; wall and CPU seconds per epoch, peak RSS.
+
+``kcross`` is timed without the reference cache (every call a new reference, as for LPIPS);
+``kcross_cached`` repeats the same reference, the case the cache serves.
 
 ``--quick``: batch sizes 1 and 4, one timed call each, no volume: a smoke run of a few minutes.
 The machine is shared by other jobs here, so wall times vary from run to run; the load average is
@@ -46,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("kcross", "lpips_alex", "lpips_vgg", "dists", "ssim", "ms_ssim")
+METRICS = ("kcross", "kcross_cached", "lpips_alex", "lpips_vgg", "dists", "ssim", "ms_ssim")
 REFERENCE = "lpips_vgg"
 SIZE = 256
 # a validation subject (never trained on): speed figures are measured on what the weights did not see
@@ -106,8 +118,11 @@ def _build(name: str, channels_last: bool) -> Callable[..., Any]:
 
     from kcross_metric import KCross, create_metric
 
-    if name == "kcross":
-        metric = KCross() if _bundled_weights() else KCross.untrained(seed=0)
+    if name in ("kcross", "kcross_cached"):
+        # "kcross": every call a new reference (no cache); "kcross_cached": the same real/source slices
+        # call after call (a validation set), the reference side served by the default cache
+        cache = {} if name == "kcross_cached" else {"reference_cache_mb": 0}
+        metric = KCross(**cache) if _bundled_weights() else KCross.untrained(seed=0, **cache)
         if channels_last:
             metric.nets.to(memory_format=torch.channels_last)
         return metric
@@ -144,7 +159,7 @@ def worker(name: str, batch_sizes: list[int], repeats: int, min_time: float, cha
     with torch.inference_mode():
         for batch in batch_sizes:
             fake, real, source = inputs[batch]
-            args = (fake, real, source) if name == "kcross" else (fake, real)
+            args = (fake, real, source) if name.startswith("kcross") else (fake, real)
             metric(*args)  # warm-up (oneDNN primitive creation, allocator)
             walls, cpus = [], []
             start = time.perf_counter()
@@ -165,6 +180,7 @@ def worker(name: str, batch_sizes: list[int], repeats: int, min_time: float, cha
     return {
         "metric": name,
         "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
         "rows": rows,
         "rss_before_metric_mb": rss_inputs,
         "peak_rss_mb": _maxrss_mb(),
@@ -235,6 +251,191 @@ def profile_kcross(batch: int) -> str:
     lines += ["", "Top operators (torch.profiler, self CPU time):", "", "```"]
     lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     lines.append("```")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- FLOPs
+def _matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2.0 * n**3 / best
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def flops_report(batch: int = 4) -> dict[str, Any]:
+    """FLOPs per slice of each K-CROSS network and of whole calls, and the matmul rate here."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kcross_metric.core.kspace import image_to_kspace
+
+    metric = _build("kcross", channels_last=False)
+    cached = _build("kcross_cached", channels_last=False)
+    fake, real, source = _inputs(batch, channels_last=False)
+    nets = metric.nets
+
+    def count(fn: Callable[[], Any]) -> float:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        return counter.get_total_flops() / batch
+
+    ones = torch.ones_like(real)
+    with torch.inference_mode():
+        networks = {
+            "lesion segmenter": (count(lambda: nets.segmenter(real)), 3),
+            "complex U-Net encoder": (count(lambda: nets.complex_unet.encode(image_to_kspace(real))), 2),
+            "tumor encoder": (count(lambda: nets.tumor.encode(real, ones)), 2),
+            "structure encoder": (count(lambda: nets.structure.encode(real)), 3),
+        }
+        whole = count(lambda: metric(fake, real, source))
+        cached(fake, real, source)
+        whole_cached = count(lambda: cached(fake, real, source))
+        lpips = None
+        try:
+            lp = _build("lpips_alex", channels_last=False)
+            lpips = count(lambda: lp(fake, real))
+        except Exception as exc:  # noqa: BLE001 - a missing ImageNet backbone only drops that row
+            print(f"LPIPS-Alex FLOPs not counted: {exc}", file=sys.stderr)
+        matmul = _matmul_flops_per_s()
+        # slices/s of the same calls, timed here at the same threads
+        rates = {}
+        for label, m in (("kcross", metric), ("kcross_cached", cached)):
+            m(fake, real, source)
+            rates[label] = batch / min(_timed(lambda m=m: m(fake, real, source)) for _ in range(3))
+    return {"threads": torch.get_num_threads(), "networks": networks, "kcross": whole, "kcross_cached": whole_cached,
+            "lpips_alex": lpips, "matmul_flops_per_s": matmul, "slices_per_s": rates}
+
+
+def _flops_markdown(rep: dict[str, Any]) -> str:
+    g = 1e9
+    lines = [
+        f"{SIZE}x{SIZE} slices with a source, batch 4, {rep['threads']} thread(s); float32 matmul (2048x2048) "
+        f"{rep['matmul_flops_per_s'] / g:.1f} GFLOP/s on this machine.",
+        "",
+        "| network | GFLOP per call | calls per slice | GFLOP per slice |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, (flops, calls) in rep["networks"].items():
+        lines.append(f"| {name} | {flops / g:.3f} | {calls} | {calls * flops / g:.3f} |")
+    lines += ["", "| call | GFLOP per slice | slices/s | GFLOP/s reached | fraction of matmul rate |", "|---|---:|---:|---:|---:|"]
+    for label in ("kcross", "kcross_cached"):
+        flops, rate = rep[label], rep["slices_per_s"][label]
+        lines.append(f"| {label} | {flops / g:.2f} | {rate:.2f} | {flops * rate / g:.1f} | "
+                     f"{flops * rate / rep['matmul_flops_per_s']:.1%} |")
+    if rep["lpips_alex"] is not None:
+        lines.append(f"\nLPIPS-Alex: {rep['lpips_alex'] / g:.2f} GFLOP per slice.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- validation epoch
+EPOCH_SLICES = tuple(range(60, 100, 5))  # 8 axial slices of the BraTS grid per subject
+
+
+def _epoch_sets() -> tuple[list[tuple[Any, Any]], str]:
+    """(real, source) (S,1,256,256) tensors per validation subject, and what they are."""
+    import torch
+
+    from kcross_metric.train.data import available_cases, case_slices, load_case
+    from kcross_metric.train.splits import VALIDATION_CASES
+
+    sets = []
+    cases = available_cases(VALIDATION_CASES, warn=False) if _data_present() else ()
+    for case_id in cases:
+        case = load_case(case_id)
+        target = "t2" if "t2" in case.contrasts else "flair"
+        if "t1" not in case.contrasts:
+            continue
+        images, _ = case_slices(case, [k + case.slice_offset for k in EPOCH_SLICES], SIZE)
+        sets.append((torch.from_numpy(images[target])[:, None], torch.from_numpy(images["t1"])[:, None]))
+    if sets:
+        n = sum(r.shape[0] for r, _ in sets)
+        return sets, f"{len(sets)} validation subjects x {len(EPOCH_SLICES)} axial slices = {n} slices (real T2 or FLAIR, source T1)"
+    from kcross_metric.data.phantom import make_pair
+
+    for seed in range(20):
+        _, real, source, _ = make_pair((16, SIZE, SIZE), seed=seed)
+        pick = slice(4, 4 + len(EPOCH_SLICES))
+        sets.append((real[0].permute(1, 0, 2, 3)[pick].contiguous(), source[0].permute(1, 0, 2, 3)[pick].contiguous()))
+    return sets, f"20 phantom subjects x {len(EPOCH_SLICES)} slices (validation data not found)"
+
+
+def _data_present() -> bool:
+    from kcross_metric._util.shared_data import shared_path
+
+    return shared_path("data") is not None
+
+
+def _epoch_fake(real: Any, epoch: int, index: int) -> Any:
+    """A generator's output at ``epoch``: the real image blurred and noised (deterministic)."""
+    import torch
+
+    from kcross_metric.data.distortions import gaussian_blur
+
+    g = torch.Generator().manual_seed(1000 * epoch + index)
+    blurred = gaussian_blur(real, 1.5 - 0.3 * epoch)
+    return (blurred + (0.03 - 0.005 * epoch) * torch.randn(real.shape, generator=g)).clamp(0.0, 1.0) * (real > 0)
+
+
+def epoch_worker(cache_mb: float, epochs: int) -> dict[str, Any]:
+    import torch
+
+    from kcross_metric import KCross
+
+    sets, what = _epoch_sets()
+    metric = KCross(reference_cache_mb=cache_mb) if _bundled_weights() else KCross.untrained(seed=0, reference_cache_mb=cache_mb)
+    rows = []
+    with torch.inference_mode():
+        for epoch in range(epochs):
+            fakes = [_epoch_fake(real, epoch, i) for i, (real, _) in enumerate(sets)]
+            t0, c0 = time.perf_counter(), time.process_time()
+            total = 0.0
+            for fake, (real, source) in zip(fakes, sets):
+                total += float(metric(fake, real, source).sum())
+            rows.append({"epoch": epoch + 1, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                         "mean_score": total / sum(r.shape[0] for r, _ in sets)})
+    info = metric.reference_cache_info()
+    return {"input": what, "cache_mb": cache_mb, "threads": torch.get_num_threads(), "rows": rows,
+            "cache": {"hits": info.hits, "misses": info.misses, "entries": info.entries, "mb": info.bytes / 2**20},
+            "peak_rss_mb": _maxrss_mb()}
+
+
+def epoch_benchmark(threads: int | None, epochs: int, cache_sizes: list[float]) -> list[dict[str, Any]]:
+    out = []
+    for mb in cache_sizes:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--epoch-worker", str(mb), "--epochs", str(epochs)]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
+        res = _run_measured(cmd, env=_env(threads))
+        if res["returncode"] != 0:
+            raise RuntimeError(f"epoch worker failed: {res['stderr'][-2000:]}")
+        out.append(json.loads(res["stdout"].strip().splitlines()[-1]))
+    return out
+
+
+def _epoch_markdown(results: list[dict[str, Any]]) -> str:
+    base = {r["epoch"]: r["wall_s"] for r in results[0]["rows"]} if results and results[0]["cache_mb"] == 0 else {}
+    lines = [
+        f"Input: {results[0]['input']}; {results[0]['threads']} thread(s); batches of one subject's slices.",
+        "",
+        "| reference cache MiB | epoch | wall s | CPU s | vs no cache | mean score | cache hits / misses (chunks) "
+        "| cached MiB | peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        for row in res["rows"]:
+            ratio = f"{base[row['epoch']] / row['wall_s']:.2f}x" if row["epoch"] in base else "n/a"
+            c = res["cache"]
+            lines.append(f"| {res['cache_mb']:g} | {row['epoch']} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {ratio} | "
+                         f"{row['mean_score']:.6f} | {c['hits']} / {c['misses']} | {c['mb']:.0f} | {res['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -380,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="batch sizes 1 and 4, one timed call, no volume")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
+    p.add_argument("--interop-threads", type=int, default=None,
+                   help="inter-op threads of the throughput workers (default: torch's default)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     p.add_argument("--metrics", nargs="*", default=list(METRICS), choices=METRICS, help="metrics to time (none: skip)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per batch size (default 3, quick 1)")
@@ -391,7 +594,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--volume-slice-batch-sizes", type=int, nargs="+", default=[16, 4])
     p.add_argument("--compete", type=int, nargs="+", default=[0], metavar="N",
                    help="busy-looping processes running beside the volume run (one run per value; default 0)")
+    p.add_argument("--flops", action="store_true", help="FLOPs per slice of each network, matmul rate, fraction reached")
+    p.add_argument("--epoch", action="store_true", help="a validation epoch with the reference cache off, default, large")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per --epoch run (default 3; the first fills the cache)")
+    p.add_argument("--epoch-cache-mb", type=float, nargs="+", default=[0, 512, 2048], metavar="MB",
+                   help="reference cache sizes of the --epoch runs (default 0 512 2048; 0 first: the baseline)")
     p.add_argument("--json", type=Path, default=None, help="also write all results as JSON here")
+    p.add_argument("--epoch-worker", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-channels-last", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -400,9 +609,18 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 5.0)
 
+    if args.epoch_worker is not None:
+        import torch
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(epoch_worker(args.epoch_worker, args.epochs)))
+        return 0
     if args.worker is not None:
         import torch
 
+        if args.interop_threads is not None:
+            torch.set_num_interop_threads(args.interop_threads)  # before any parallel work
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         res = worker(args.worker, batch_sizes, repeats, min_time, args.worker_channels_last)
@@ -419,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--repeats", str(repeats), "--min-time", str(min_time)]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
+        if args.interop_threads is not None:
+            cmd += ["--interop-threads", str(args.interop_threads)]
         if cl:
             cmd.append("--worker-channels-last")
         res = _run_measured(cmd, env=_env(args.threads))
@@ -448,6 +668,24 @@ def main(argv: list[str] | None = None) -> int:
         text = res["stdout"] if res["returncode"] == 0 else res["stderr"][-3000:]
         print(text)
         report["profile"] = text
+
+    if args.flops:
+        set_threads = f"torch.set_num_threads({args.threads}); " if args.threads else ""
+        code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import speed; "
+                f"import torch; {set_threads}print(json.dumps(speed.flops_report()))")
+        res = _run_measured([sys.executable, "-c", code], env=_env(args.threads))
+        if res["returncode"] != 0:
+            raise RuntimeError(f"FLOPs run failed: {res['stderr'][-2000:]}")
+        rep = json.loads(res["stdout"].strip().splitlines()[-1])
+        print("\n## FLOPs per slice and the matmul rate\n")
+        print(_flops_markdown(rep))
+        report["flops"] = rep
+
+    if args.epoch:
+        epoch_rows = epoch_benchmark(args.threads, args.epochs, args.epoch_cache_mb)
+        print("\n## A validation epoch (same references, new fakes)\n")
+        print(_epoch_markdown(epoch_rows))
+        report["epoch"] = epoch_rows
 
     if not args.no_volume and (args.volume or not args.quick):
         rows = [r for n in args.compete for r in volume_benchmark(args.threads, args.volume_slice_batch_sizes, n)]

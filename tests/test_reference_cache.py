@@ -222,3 +222,14 @@ def test_cache_store_counts():
     assert (info.hits, info.misses, info.entries, info.bytes, info.not_admitted) == (1, 1, 2, 80, 1)
     cache.check_fingerprint(("a",))
     assert len(cache) == 0
+
+
+def test_metric_built_inside_inference_mode(volume):
+    fake, real, source, _ = volume
+    f, r, s = _slices(fake)[8:12], _slices(real)[8:12], _slices(source)[8:12]
+    with torch.inference_mode():
+        metric = KCross()
+        first, second = metric(f, r, s), metric(_noisy(f, 0), r, s)
+    plain = KCross(reference_cache_mb=0)
+    assert torch.equal(first, plain(f, r, s)) and torch.equal(second, plain(_noisy(f, 0), r, s))
+    assert metric.reference_cache_info().hits == 1

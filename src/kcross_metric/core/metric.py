@@ -250,10 +250,11 @@ class KCross(nn.Module):
             range above its lower bound (``brain_threshold * data_range`` for ``[0, data_range]``).
         reference_cache_mb: memory (MiB) for the reference cache: what K-CROSS computes from the real
             image and the source alone (lesion masks, k-space, encoder features; about 10.5 MB per
-            256x256 slice) is kept per slice, keyed by content, and reused when the same reference
-            comes again (a validation set scored every epoch), so that only the fake side is
-            computed. Scores are unchanged (bitwise). ``0`` turns it off. Slices beyond the bound are
-            computed each time and not stored (:mod:`kcross_metric.core.reference_cache`);
+            256x256 slice) is kept per chunk of ``slice_batch_size`` slices, keyed by content, and
+            reused when the same reference comes again (a validation set scored every epoch), so
+            that only the fake side is computed. Scores are unchanged (bitwise). ``0`` turns it off.
+            Chunks beyond the bound are computed each time and not stored
+            (:mod:`kcross_metric.core.reference_cache`);
             :meth:`clear_reference_cache` empties it, :meth:`reference_cache_info` counts hits.
 
     Example:
@@ -459,7 +460,7 @@ class KCross(nn.Module):
         tumor encoder on the lesion region), the source's structure features and its distance to the
         real image, and (v2) the real image's lesion probabilities, lesion mask and region. Flat
         name -> (N, ...) tensors (encoder levels as ``name.0``, ``name.1``, ...), the form
-        :meth:`slice_features` takes as ``reference=`` and the reference cache stores per slice.
+        :meth:`slice_features` takes as ``reference=`` and the reference cache stores per chunk.
         """
         real_p, _ = _pad_to_multiple(real, PAD_MULTIPLE)
         source_p = _pad_to_multiple(source, PAD_MULTIPLE)[0] if source is not None else None
@@ -606,8 +607,11 @@ class KCross(nn.Module):
         return not any(t is not None and t.requires_grad for t in (real, source, mask))
 
     def _network_fingerprint(self) -> tuple[object, ...]:
+        """Changes when a network tensor is replaced, moved or modified in place (version counter;
+        tensors made inside ``torch.inference_mode`` have none, only their storage is seen)."""
         tensors = [*self.nets.parameters(), *self.nets.buffers()]
-        return (id(self.custom_segmenter), *((t.data_ptr(), t._version, t.device.type) for t in tensors))
+        return (id(self.custom_segmenter),
+                *((t.data_ptr(), -1 if t.is_inference() else t._version, t.device.type) for t in tensors))
 
     def _cached_reference(
         self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None
