@@ -59,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_synthesized_set(args.index)
     contents = row_contents(rows)
     digest = set_digest(rows, contents)
-    scores = score_rows(rows, [m.strip() for m in args.metrics.split(",") if m.strip()], args.index.parent / "scores",
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    scores = score_rows(rows, metrics, args.index.parent / "scores",
                         weights=args.weights, contents=contents)
     weights_sha = sha256_file(resolve_weights(args.weights, filename="kcross.safetensors"))[:16]
     tables, csv_rows = build_tables(rows, scores, margin=args.margin, n_boot=args.n_boot)
     text = synthesized_page(rows, tables, digest=digest, weights_sha256=weights_sha, weights=args.weights,
+                            left_out=[b for b in BASELINES if b not in metrics],
                             seconds=time.time() - start)
     if args.out:
         atomic_write_text(args.out, text, overwrite=True)

@@ -131,6 +131,7 @@ def test_page_and_table_csv(tiny_set, tmp_path):
     assert (f"12 synthesized validation slices from 2 models (cyclegan_t1-t2, pix2pix_t1-t2), set digest {digest}; "
             "K-CROSS weights sha256 `0123456789abcdef`.") in page
     assert syn.NOTE.strip() in page and md in page
+    assert "Lesion masks: " in page and "Not scored" not in page
     assert f"were made for set digest {syn.FINDINGS_DIGEST}; this set is {digest}, so they are left out" in page
     assert syn.FINDINGS not in page
     assert page.endswith("_Computed in 3 s (scores cached in the set's `scores/`)._\n")
@@ -152,6 +153,8 @@ def test_script_end_to_end(tiny_set, tmp_path):
     md, csv_rows = syn.build_tables(rows, scores, n_boot=20)
     page = out.read_text(encoding="utf-8")
     assert page.rsplit("\n_Computed in", 1)[0] == syn.synthesized_page(
-        rows, md, digest=syn.set_digest(rows), weights_sha256=page.split("weights sha256 `")[1][:16]).rsplit("\n_Computed in", 1)[0]
+        rows, md, digest=syn.set_digest(rows), weights_sha256=page.split("weights sha256 `")[1][:16],
+        left_out=[b for b in syn.BASELINES if b not in ("psnr", "mae")]).rsplit("\n_Computed in", 1)[0]
+    assert "Not scored in this run (for time): ssim, nlpd," in page
     with open(csv_out, newline="") as fh:
         assert list(csv.reader(fh))[1:] == csv_rows
