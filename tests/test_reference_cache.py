@@ -233,3 +233,50 @@ def test_metric_built_inside_inference_mode(volume):
     plain = KCross(reference_cache_mb=0)
     assert torch.equal(first, plain(f, r, s)) and torch.equal(second, plain(_noisy(f, 0), r, s))
     assert metric.reference_cache_info().hits == 1
+
+
+def test_cases_the_cache_does_not_serve(volume):
+    fake, real, source, _ = volume
+    f, r, s = _slices(fake)[8:12], _slices(real)[8:12], _slices(source)[8:12]
+    plain_callable = KCross(segmenter=lambda x: (x > 0.7).float())
+    plain_callable(f, r, s)
+    assert plain_callable.reference_cache_info().entries == 0  # a plain callable's state is not visible
+    metric = KCross()
+    metric.nets.requires_grad_(True)  # a user training through the metric
+    metric(f, r, s)
+    assert metric.reference_cache_info().entries == 0
+    from kcross_metric.integrations.metrics import KCrossLoss
+
+    assert KCrossLoss().metric.reference_cache_info().max_bytes == 0  # new references every batch
+
+
+def test_module_segmenter_changes_and_device_moves_empty_the_cache(volume):
+    fake, real, source, _ = volume
+    f, r, s = _slices(fake)[8:12], _slices(real)[8:12], _slices(source)[8:12]
+    seg = torch.nn.Conv2d(1, 1, 3, padding=1)
+    with torch.no_grad():
+        seg.weight.fill_(0.2)
+        seg.bias.fill_(-1.0)
+    seg.requires_grad_(False)
+    metric = KCross(segmenter=lambda_module(seg))
+    metric(f, r, s)
+    assert metric.reference_cache_info().entries == 1
+    with torch.no_grad():
+        seg.bias.fill_(-0.5)  # in place: the version counter moves
+    plain = KCross(segmenter=lambda_module(seg), reference_cache_mb=0)
+    assert torch.equal(metric(f, r, s), plain(f, r, s))
+    metric.to("cpu")
+    assert metric.reference_cache_info().entries == 0
+
+
+class _SigmoidModule(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.inner(x))
+
+
+def lambda_module(inner: torch.nn.Module) -> torch.nn.Module:
+    return _SigmoidModule(inner)

@@ -11,8 +11,8 @@ from kcross_metric.cli._common import apply_threads_option
 from kcross_metric.errors import ConfigError
 
 STAT = """cpu  {u} 0 {s} {i} {w} 0 0 0 0 0
-cpu0 1 0 1 1 0 0 0 0 0 0
-cpu1 1 0 1 1 0 0 0 0 0 0
+cpu0 {u} 0 0 {i} 0 0 0 0 0 0
+cpu1 0 0 {s} {w} 0 0 0 0 0 0
 intr 1
 """
 
@@ -42,8 +42,22 @@ def test_busy_cores_from_two_samples_of_proc_stat(tmp_path, monkeypatch):
 
     sleep(0)
     monkeypatch.setattr(threads.time, "sleep", sleep)
-    # busy 100 of 200 jiffies (iowait counts as idle) on 2 CPUs: one core's worth
-    assert threads.busy_cores(stat_file=str(stat)) == pytest.approx(1.0)
+    monkeypatch.setattr(threads, "_affinity", lambda: {0, 1})
+    # cpu0: 75 of 165 jiffies busy; cpu1: 25 of 35 (iowait counts as idle)
+    assert threads.busy_cores(stat_file=str(stat)) == pytest.approx(75 / 165 + 25 / 35)
+    samples = iter([STAT.format(u=100, s=0, i=100, w=0), STAT.format(u=175, s=25, i=190, w=10)])
+    sleep(0)
+    monkeypatch.setattr(threads, "_affinity", lambda: {1})  # only cpu1 is ours: cpu0's load is not
+    assert threads.busy_cores(stat_file=str(stat)) == pytest.approx(25 / 35)
+
+
+def test_busy_cores_without_per_cpu_lines_scales_the_machine_share(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    samples = iter(["cpu  100 0 0 100 0 0 0 0 0 0\n", "cpu  150 0 0 150 0 0 0 0 0 0\n"])
+    monkeypatch.setattr(threads.time, "sleep", lambda _: stat.write_text(next(samples)))
+    stat.write_text(next(samples))
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    assert threads.busy_cores(stat_file=str(stat)) == pytest.approx(0.5 * 4)
 
 
 def test_busy_cores_without_proc_stat_falls_back_to_load_average(tmp_path, monkeypatch):
@@ -72,6 +86,8 @@ def test_threads_option(monkeypatch, restore_threads):
     assert apply_threads_option("auto", "cpu") == 2  # an explicit OMP_NUM_THREADS wins
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert apply_threads_option("AUTO", torch.device("cuda", 0)) == 2  # GPU work: left as it is
+    assert apply_threads_option("auto", "no-such-device") == 2  # reported where the device is used
+    assert apply_threads_option("auto", "CPU") == 1
 
 
 def test_library_leaves_torch_threads_alone(restore_threads):

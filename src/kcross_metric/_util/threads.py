@@ -28,29 +28,36 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _cpu_times(stat_file: str) -> tuple[float, float, int] | None:
-    """(busy, total) jiffies of the machine and its number of CPUs, from /proc/stat."""
+def _cpu_times(stat_file: str) -> dict[str, tuple[float, float]] | None:
+    """(busy, total) jiffies per line of /proc/stat: ``"cpu"`` (the machine) and ``"cpuN"``."""
     try:
         with open(stat_file, encoding="ascii") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return None
-    if not lines or not lines[0].startswith("cpu "):
-        return None
-    values = [float(v) for v in lines[0].split()[1:]]
-    if len(values) < 4:
-        return None
-    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user
-    total = sum(values[:8])
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)
-    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
-    return total - idle, total, max(1, cpus)
+    out: dict[str, tuple[float, float]] = {}
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not (name == "cpu" or name[3:].isdigit()):
+            continue
+        values = [float(v) for v in rest.split()]
+        if len(values) < 4:
+            continue
+        # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user
+        total = sum(values[:8])
+        idle = values[3] + (values[4] if len(values) > 4 else 0.0)
+        out[name] = (total - idle, total)
+    return out if "cpu" in out else None
+
+
+def _affinity() -> set[int] | None:
+    return set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def busy_cores(sample_seconds: float = SAMPLE_SECONDS, stat_file: str = "/proc/stat") -> float | None:
-    """Cores' worth of CPU time the machine spent busy over ``sample_seconds`` (this process sleeps
-    meanwhile, so it is other work), or ``None`` where ``/proc/stat`` cannot be read; on such systems
-    the 1-minute load average is used."""
+    """Cores' worth of CPU time spent busy over ``sample_seconds`` on the CPUs this process may run on
+    (this process sleeps meanwhile, so it is other work), or ``None`` where ``/proc/stat`` cannot be
+    read; on such systems the 1-minute load average is used."""
     first = _cpu_times(stat_file)
     if first is None:
         if hasattr(os, "getloadavg"):
@@ -61,10 +68,20 @@ def busy_cores(sample_seconds: float = SAMPLE_SECONDS, stat_file: str = "/proc/s
         return None
     time.sleep(sample_seconds)
     second = _cpu_times(stat_file)
-    if second is None or second[1] <= first[1]:
+    if second is None:
         return None
-    busy_fraction = (second[0] - first[0]) / (second[1] - first[1])
-    return max(0.0, busy_fraction) * second[2]
+    allowed = _affinity()
+    names = [n for n in second if n != "cpu" and n in first and (allowed is None or int(n[3:]) in allowed)]
+    if not names:  # no per-CPU lines: the machine's share, scaled to the cores available here
+        names, scale = ["cpu"], float(available_cores())
+    else:
+        scale = 1.0
+    busy = 0.0
+    for n in names:
+        d_busy, d_total = second[n][0] - first[n][0], second[n][1] - first[n][1]
+        if d_total > 0:
+            busy += max(0.0, d_busy / d_total)
+    return busy * scale
 
 
 def recommended_threads(busy: float | None = None, cores: int | None = None) -> int:

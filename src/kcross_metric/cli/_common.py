@@ -39,6 +39,15 @@ def add_threads_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
              "other work leaves free now, measured in a quarter of a second; see docs/benchmarks.md)")
 
 
+def _is_cpu(device: Any) -> bool:
+    import torch
+
+    try:
+        return torch.device(str(device).lower()).type == "cpu"
+    except (RuntimeError, ValueError):  # an unknown device: the command reports it where it is used
+        return False
+
+
 def apply_threads_option(value: str, device: Any) -> int:
     """Set torch's intra-op threads from ``--threads`` (for CPU work); returns the number in use.
 
@@ -59,7 +68,7 @@ def apply_threads_option(value: str, device: Any) -> int:
         if n < 1:
             raise ConfigError(f"--threads must be a whole number >= 1 or 'auto', got {value!r}")
         torch.set_num_threads(n)
-    elif getattr(device, "type", str(device)) == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+    elif _is_cpu(device) and not os.environ.get("OMP_NUM_THREADS"):
         from .._util.threads import recommended_threads
 
         torch.set_num_threads(recommended_threads())

@@ -600,18 +600,43 @@ class KCross(nn.Module):
 
     # ------------------------------------------------------------------ reference cache
     def _cache_usable(self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None) -> bool:
-        """The cache serves design v2 (whose reference side does not depend on the fake) and
-        references that take no gradient (a cached tensor carries no graph)."""
+        """The cache serves design v2 (whose reference side does not depend on the fake), frozen
+        networks and references that take no gradient (a cached tensor carries no graph), the
+        bundled segmenter or a module one (a plain callable's state cannot be seen), and float32
+        work outside autocast (an autocast call computes other features)."""
         if not self._reference_cache.enabled or self.nets.design != "v2":
+            return False
+        seg = self.custom_segmenter
+        if seg is not None and not isinstance(seg, nn.Module):
+            return False
+        if torch.is_autocast_enabled(real.device.type):
+            return False
+        if any(p.requires_grad for p in self._fingerprinted_tensors()):
             return False
         return not any(t is not None and t.requires_grad for t in (real, source, mask))
 
+    def _fingerprinted_tensors(self) -> list[torch.Tensor]:
+        modules: list[nn.Module] = [self.nets]
+        if isinstance(self.custom_segmenter, nn.Module):
+            modules.append(self.custom_segmenter)
+        return [t for m in modules for t in (*m.parameters(), *m.buffers())]
+
     def _network_fingerprint(self) -> tuple[object, ...]:
-        """Changes when a network tensor is replaced, moved or modified in place (version counter;
-        tensors made inside ``torch.inference_mode`` have none, only their storage is seen)."""
-        tensors = [*self.nets.parameters(), *self.nets.buffers()]
-        return (id(self.custom_segmenter),
+        """Changes when a network tensor (the custom segmenter's too) is replaced, moved or modified
+        in place through autograd-visible ops (version counter). Not seen: writes through ``.data``
+        and in-place changes of tensors made inside ``torch.inference_mode``; call
+        :meth:`clear_reference_cache` after those."""
+        tensors = self._fingerprinted_tensors()
+        return (self.custom_segmenter, torch.get_float32_matmul_precision(),
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
                 *((t.data_ptr(), -1 if t.is_inference() else t._version, t.device.type) for t in tensors))
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: object, **kwargs: object) -> KCross:
+        # .to() / .cpu() / .half(): the entries belong to the old tensors; free them now, not at the next call
+        cache = self.__dict__.get("_reference_cache")
+        if cache is not None:
+            cache.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def _cached_reference(
         self, real: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor | None

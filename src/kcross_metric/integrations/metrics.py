@@ -316,7 +316,8 @@ class KCrossLoss(nn.Module):
 
     Args:
         metric: a :class:`~kcross_metric.KCross` (its ``reduction`` is ignored; per-sample
-            scores are taken from :meth:`KCross.score`). ``None`` builds ``KCross(**kwargs)``.
+            scores are taken from :meth:`KCross.score`). ``None`` builds ``KCross(**kwargs)``, with
+            no reference cache unless ``reference_cache_mb`` is given.
         reduction: ``"mean"`` (default) | ``"sum"`` | ``"none"`` over the batch.
         clamp: clip ``fake`` into the metric's ``data_range`` (``[0, R]`` or ``[low, high]``) first
             (gradient zero where clipped) instead of raising
@@ -337,6 +338,8 @@ class KCrossLoss(nn.Module):
         from ..core.metric import KCross
 
         if metric is None:
+            # a generator's batches bring new references: a reference cache would fill and never be hit
+            kwargs.setdefault("reference_cache_mb", 0)
             metric = KCross(**kwargs)
         elif kwargs:
             raise ConfigError(f"pass either metric= or KCross options, not both (got {', '.join(sorted(kwargs))})")
