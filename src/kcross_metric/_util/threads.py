@@ -21,11 +21,15 @@ __all__ = ["available_cores", "busy_cores", "recommended_threads"]
 SAMPLE_SECONDS = 0.25
 
 
+def _affinity() -> set[int] | None:
+    """The CPUs this process may run on, where the OS tells it."""
+    return set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    allowed = _affinity()
+    return max(1, len(allowed) if allowed is not None else (os.cpu_count() or 1))
 
 
 def _cpu_times(stat_file: str) -> dict[str, tuple[float, float]] | None:
@@ -48,10 +52,6 @@ def _cpu_times(stat_file: str) -> dict[str, tuple[float, float]] | None:
         idle = values[3] + (values[4] if len(values) > 4 else 0.0)
         out[name] = (total - idle, total)
     return out if "cpu" in out else None
-
-
-def _affinity() -> set[int] | None:
-    return set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def busy_cores(sample_seconds: float = SAMPLE_SECONDS, stat_file: str = "/proc/stat") -> float | None:
